@@ -1,0 +1,241 @@
+"""Pure-functional recurrent cells: Elman RNN, LSTM and GRU.
+
+Dimension legend, used in every docstring of this package:
+  B = batch, T = time, I = input features, H = hidden units, G = gates per cell.
+
+Each cell is a `Cell` of four pure functions over a plain dict of params:
+
+  init(key, input_size, hidden_size, dtype) -> params
+  initial_state(batch, hidden_size, dtype)  -> state (a NamedTuple with field `h`)
+  project(params, xs[..., I])               -> gx[..., G*H]
+      The input half of every gate for all time steps at once: one large matmul,
+      hoisted out of the recurrence. Biases that sit outside the recurrent
+      matmul are added here.
+  step(params, state, gx_t[B, G*H])         -> (state, y_t[B, H])
+      One time step; only `h @ w_hh` and the elementwise gate work happen here.
+
+Layouts follow PyTorch's gate order on purpose so weights port both ways
+(`models.convert`), transposed so that matmuls read `x @ w`:
+
+  Elman: w_ih [I, H],  w_hh [H, H],  b [H]
+  LSTM:  w_ih [I, 4H], w_hh [H, 4H], b [4H]            gate order i, f, g, o
+  GRU:   w_ih [I, 3H], w_hh [H, 3H], b_ih [3H], b_hh [3H]  gate order r, z, n
+
+GRU comes in two forms, both with the update h' = (1 - z) * n + z * h:
+  reset_after=True  (PyTorch / cuDNN / Flax GRUCell):
+      n = tanh(x W_in + b_in + r * (h W_hn + b_hn))
+  reset_after=False (Cho et al. 2014, eq. 5-8, the original):
+      n = tanh(x W_in + b_in + (r * h) W_hn + b_hn)
+  The original form needs a second recurrent matmul per step (r is only known
+  after the first), so it is a little slower.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+Params = dict[str, jax.Array]
+
+
+class HiddenState(NamedTuple):
+  """State of Elman and GRU cells. h: [B, H]."""
+  h: jax.Array
+
+
+class LSTMState(NamedTuple):
+  """State of the LSTM cell. h: [B, H] output, c: [B, H] memory cell."""
+  h: jax.Array
+  c: jax.Array
+
+
+class Cell(NamedTuple):
+  """A recurrent cell as pure functions; see the module docstring."""
+  name: str
+  num_gates: int
+  init: Callable[..., Params]
+  initial_state: Callable[..., Any]
+  project: Callable[[Params, jax.Array], jax.Array]
+  step: Callable[[Params, Any, jax.Array], tuple[Any, jax.Array]]
+
+
+# ----------------------------------------------------------------------------
+# Shared pieces.
+
+def _project(params: Params, xs: jax.Array, bias_key: str) -> jax.Array:
+  """xs[..., I] @ w_ih[I, G*H] + bias[G*H] -> [..., G*H], as one 2-D matmul."""
+  w_ih = params["w_ih"]
+  flat = xs.reshape(-1, xs.shape[-1])
+  gx = flat @ w_ih + params[bias_key][None, :]
+  return gx.reshape(*xs.shape[:-1], w_ih.shape[-1])
+
+
+def _init_weights(key, input_size, hidden_size, num_gates, dtype):
+  """Glorot-uniform input weights; each gate's recurrent block orthogonal."""
+  if input_size <= 0 or hidden_size <= 0:
+    raise ValueError(
+        f"input_size and hidden_size must be positive, got {input_size} and "
+        f"{hidden_size}")
+  k_ih, k_hh = jax.random.split(key)
+  w_ih = jax.nn.initializers.glorot_uniform()(
+      k_ih, (input_size, num_gates * hidden_size), dtype)
+  blocks = [jax.nn.initializers.orthogonal()(k, (hidden_size, hidden_size), dtype)
+            for k in jax.random.split(k_hh, num_gates)]
+  w_hh = jnp.concatenate(blocks, axis=1)
+  return w_ih, w_hh
+
+
+def _zeros_state(batch: int, hidden_size: int, dtype=jnp.float32):
+  return jnp.zeros((batch, hidden_size), dtype)
+
+
+# ----------------------------------------------------------------------------
+# Elman RNN.
+
+_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
+
+
+def elman(activation: str = "tanh") -> Cell:
+  """Elman RNN: h' = act(x W_ih + h W_hh + b). activation: 'tanh' or 'relu'."""
+  if activation not in _ACTIVATIONS:
+    raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, "
+                     f"got {activation!r}")
+  act = _ACTIVATIONS[activation]
+
+  def init(key, input_size, hidden_size, dtype=jnp.float32):
+    w_ih, w_hh = _init_weights(key, input_size, hidden_size, 1, dtype)
+    return {"w_ih": w_ih, "w_hh": w_hh, "b": jnp.zeros((hidden_size,), dtype)}
+
+  def initial_state(batch, hidden_size, dtype=jnp.float32):
+    return HiddenState(_zeros_state(batch, hidden_size, dtype))
+
+  def step(params, state, gx_t):
+    h = act(gx_t + state.h @ params["w_hh"])
+    return HiddenState(h), h
+
+  return Cell(f"rnn_{activation}", 1, init, initial_state,
+              functools.partial(_project, bias_key="b"), step)
+
+
+# ----------------------------------------------------------------------------
+# LSTM.
+
+def lstm(forget_bias: float = 1.0) -> Cell:
+  """LSTM with forget gate (Gers et al. 2000), gate order i, f, g, o.
+
+    [i, f, g, o] = x W_ih + h W_hh + b
+    c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    h' = sigmoid(o) * tanh(c')
+
+  forget_bias: initial value of the forget gate's bias (1.0 keeps memory open
+  early in training, Jozefowicz et al. 2015); 0.0 matches PyTorch's init mean.
+  """
+
+  def init(key, input_size, hidden_size, dtype=jnp.float32):
+    w_ih, w_hh = _init_weights(key, input_size, hidden_size, 4, dtype)
+    b = jnp.zeros((4 * hidden_size,), dtype)
+    b = b.at[hidden_size:2 * hidden_size].set(forget_bias)
+    return {"w_ih": w_ih, "w_hh": w_hh, "b": b}
+
+  def initial_state(batch, hidden_size, dtype=jnp.float32):
+    zeros = _zeros_state(batch, hidden_size, dtype)
+    return LSTMState(zeros, zeros)
+
+  def step(params, state, gx_t):
+    z = gx_t + state.h @ params["w_hh"]
+    i, f, g, o = jnp.split(z, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * state.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    h = jax.nn.sigmoid(o) * jnp.tanh(c)
+    return LSTMState(h, c), h
+
+  return Cell("lstm", 4, init, initial_state,
+              functools.partial(_project, bias_key="b"), step)
+
+
+# ----------------------------------------------------------------------------
+# GRU.
+
+def gru(reset_after: bool = True) -> Cell:
+  """GRU (Cho et al. 2014) with reset gate r and update gate z, order r, z, n.
+
+  See the module docstring for the two forms selected by `reset_after`.
+  """
+
+  def init(key, input_size, hidden_size, dtype=jnp.float32):
+    w_ih, w_hh = _init_weights(key, input_size, hidden_size, 3, dtype)
+    zeros = jnp.zeros((3 * hidden_size,), dtype)
+    return {"w_ih": w_ih, "w_hh": w_hh, "b_ih": zeros, "b_hh": zeros}
+
+  def initial_state(batch, hidden_size, dtype=jnp.float32):
+    return HiddenState(_zeros_state(batch, hidden_size, dtype))
+
+  def step_reset_after(params, state, gx_t):
+    h = state.h
+    gh = h @ params["w_hh"] + params["b_hh"][None, :]
+    x_r, x_z, x_n = jnp.split(gx_t, 3, axis=-1)
+    h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
+    r = jax.nn.sigmoid(x_r + h_r)
+    z = jax.nn.sigmoid(x_z + h_z)
+    n = jnp.tanh(x_n + r * h_n)
+    h = (1.0 - z) * n + z * h
+    return HiddenState(h), h
+
+  def step_reset_before(params, state, gx_t):
+    h = state.h
+    hidden = h.shape[-1]
+    w_hh, b_hh = params["w_hh"], params["b_hh"]
+    gh_rz = h @ w_hh[:, :2 * hidden] + b_hh[None, :2 * hidden]
+    x_r, x_z, x_n = jnp.split(gx_t, 3, axis=-1)
+    h_r, h_z = jnp.split(gh_rz, 2, axis=-1)
+    r = jax.nn.sigmoid(x_r + h_r)
+    z = jax.nn.sigmoid(x_z + h_z)
+    n = jnp.tanh(x_n + (r * h) @ w_hh[:, 2 * hidden:] + b_hh[None, 2 * hidden:])
+    h = (1.0 - z) * n + z * h
+    return HiddenState(h), h
+
+  name = "gru" if reset_after else "gru_original"
+  return Cell(name, 3, init, initial_state,
+              functools.partial(_project, bias_key="b_ih"),
+              step_reset_after if reset_after else step_reset_before)
+
+
+# ----------------------------------------------------------------------------
+# Lookup by name, for configs.
+
+_FACTORIES: dict[str, Callable[..., Cell]] = {
+    "rnn": elman,
+    "lstm": lstm,
+    "gru": gru,
+}
+
+
+def get_cell(name: str, **options) -> Cell:
+  """Returns the cell called `name` ('rnn', 'lstm' or 'gru').
+
+  options go to the factory: rnn(activation=), lstm(forget_bias=),
+  gru(reset_after=). Unknown names or options raise ValueError.
+  """
+  if name not in _FACTORIES:
+    raise ValueError(f"cell: unknown cell {name!r}; known cells are "
+                     f"{sorted(_FACTORIES)}")
+  try:
+    return _FACTORIES[name](**options)
+  except TypeError as e:
+    raise ValueError(f"cell {name!r}: bad options {options}: {e}") from None
+
+
+def cell_names() -> list[str]:
+  return sorted(_FACTORIES)
+
+
+def hidden_size_of(params: Params) -> int:
+  """H, read from w_hh [H, G*H]."""
+  return params["w_hh"].shape[0]
+
+
+def input_size_of(params: Params) -> int:
+  """I, read from w_ih [I, G*H]."""
+  return params["w_ih"].shape[0]

@@ -1,0 +1,267 @@
+"""The one place that scans over time.
+
+B = batch, T = time, I = input features, H = hidden units, G = gates per cell.
+
+Public tensors are batch-major: xs [B, T, I], ys [B, T, H]. Internally the
+input is transposed once to time-major [T, B, I] so that the hoisted input
+projection is a plain 2-D matmul and `lax.scan` slices the leading axis; the
+outputs are transposed back once. No axis swap happens inside the loop.
+
+Lengths semantics (per sequence b, with L = lengths[b]):
+  * steps t < L are real, steps t >= L are padding;
+  * on padding the state is held unchanged and the output is zero, so the
+    final state is the state after step L - 1 (the initial state if L == 0);
+  * reverse=True runs steps L-1, ..., 0 of each sequence, so padding never
+    comes first; ys are returned in the original time order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models import cells as cells_lib
+
+Params = cells_lib.Params
+
+
+# ----------------------------------------------------------------------------
+# Validation: clear errors before tracing deep into a scan.
+
+def _check_params(cell: cells_lib.Cell, params: Params, name: str) -> tuple[int, int]:
+  """Returns (I, H) read from params; raises ValueError on bad shapes."""
+  for key in ("w_ih", "w_hh"):
+    if key not in params:
+      raise ValueError(f"{name}: missing key {key!r} for cell {cell.name!r}; "
+                       f"got keys {sorted(params)}")
+  w_ih, w_hh = params["w_ih"], params["w_hh"]
+  hidden = w_hh.shape[0]
+  gates = cell.num_gates * hidden
+  if w_hh.ndim != 2 or w_hh.shape[1] != gates:
+    raise ValueError(f"{name}['w_hh']: expected shape [H, {cell.num_gates}H] "
+                     f"= ({hidden}, {gates}) for cell {cell.name!r}, got "
+                     f"{tuple(w_hh.shape)}")
+  if w_ih.ndim != 2 or w_ih.shape[1] != gates:
+    raise ValueError(f"{name}['w_ih']: expected shape [I, {gates}] for cell "
+                     f"{cell.name!r}, got {tuple(w_ih.shape)}")
+  return w_ih.shape[0], hidden
+
+
+def _check_inputs(xs, input_size: int) -> None:
+  if xs.ndim != 3:
+    raise ValueError(f"xs: expected rank 3 [batch, time, features], got shape "
+                     f"{tuple(xs.shape)}")
+  if xs.shape[-1] != input_size:
+    raise ValueError(f"xs: expected last dimension {input_size} (the cell's "
+                     f"input size), got shape {tuple(xs.shape)}")
+
+
+def check_lengths(lengths, batch: int, max_len: int) -> None:
+  """Raises ValueError unless lengths is [B] integers within [0, T].
+
+  Values are only checked when concrete (outside jit); under jit, lengths
+  outside [0, T] behave as if clipped to that range.
+  """
+  if lengths is None:
+    return
+  shape = tuple(np.shape(lengths))
+  if shape != (batch,):
+    raise ValueError(f"lengths: expected shape ({batch},) (one per sequence), "
+                     f"got {shape}")
+  if not jnp.issubdtype(jnp.result_type(lengths), jnp.integer):
+    raise ValueError(f"lengths: expected an integer dtype, got "
+                     f"{jnp.result_type(lengths)}")
+  try:
+    values = np.asarray(lengths)
+  except (jax.errors.TracerArrayConversionError,
+          jax.errors.ConcretizationTypeError):
+    return
+  if values.size and (values.min() < 0 or values.max() > max_len):
+    raise ValueError(f"lengths: values must lie in [0, T={max_len}], got min "
+                     f"{values.min()} and max {values.max()}")
+
+
+def _check_state(state, expected, name: str) -> None:
+  got = jax.tree_util.tree_map(jnp.shape, state)
+  want = jax.tree_util.tree_map(jnp.shape, expected)
+  if jax.tree_util.tree_structure(state) != jax.tree_util.tree_structure(expected) or got != want:
+    raise ValueError(f"{name}: expected {type(expected).__name__} with shapes "
+                     f"{want}, got {got}")
+
+
+# ----------------------------------------------------------------------------
+# Time-axis helpers.
+
+def reverse_within_length(xs_tm: jax.Array, lengths: jax.Array | None) -> jax.Array:
+  """Reverses each sequence inside its own length; padding stays in place.
+
+  xs_tm: [T, B, ...] time-major. lengths: [B] or None (all of length T).
+  Step t < L of sequence b moves to L - 1 - t; steps t >= L are unchanged.
+  """
+  if lengths is None:
+    return jnp.flip(xs_tm, axis=0)
+  steps = jnp.arange(xs_tm.shape[0])[:, None]                # [T, 1]
+  lengths = lengths[None, :]                                 # [1, B]
+  source = jnp.where(steps < lengths, lengths - 1 - steps, steps)  # [T, B]
+  source = source.reshape(source.shape + (1,) * (xs_tm.ndim - 2))
+  return jnp.take_along_axis(xs_tm, source, axis=0)
+
+
+def _time_mask(lengths: jax.Array, max_len: int) -> jax.Array:
+  """[T, B] bool, True where step t < lengths[b]."""
+  return jnp.arange(max_len)[:, None] < lengths[None, :]
+
+
+# ----------------------------------------------------------------------------
+# The scan.
+
+def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
+        lengths: jax.Array | None = None, *, reverse: bool = False,
+        initial_state: Any = None, unroll: int = 1) -> tuple[jax.Array, Any]:
+  """Runs `cell` over a batch of padded sequences with one `lax.scan`.
+
+  Args:
+    cell: a `models.cells.Cell`.
+    params: the cell's params (e.g. LSTM: w_ih [I, 4H], w_hh [H, 4H], b [4H]).
+    xs: [B, T, I] inputs, batch-major.
+    lengths: optional [B] int, the number of real steps of each sequence, in
+      [0, T]. None means every sequence has T real steps.
+    reverse: run each sequence from its last real step to its first.
+    initial_state: optional state (e.g. LSTMState(h [B, H], c [B, H])); zeros
+      by default.
+    unroll: steps per scan iteration, passed to `lax.scan`.
+
+  Returns:
+    ys: [B, T, H] outputs in the input's time order, zero on padding.
+    final_state: the state after each sequence's last real step.
+  """
+  input_size, hidden = _check_params(cell, params, "params")
+  _check_inputs(xs, input_size)
+  batch, max_len, _ = xs.shape
+  check_lengths(lengths, batch, max_len)
+  dtype = jnp.result_type(xs.dtype, params["w_hh"].dtype)
+  default_state = cell.initial_state(batch, hidden, dtype)
+  if initial_state is None:
+    initial_state = default_state
+  else:
+    _check_state(initial_state, default_state, "initial_state")
+
+  xs_tm = jnp.swapaxes(xs, 0, 1)                             # [T, B, I]
+  if reverse:
+    xs_tm = reverse_within_length(xs_tm, lengths)
+  gx = cell.project(params, xs_tm)                           # [T, B, G*H]
+
+  if lengths is None:
+    def body(state, gx_t):
+      return cell.step(params, state, gx_t)
+    final_state, ys = jax.lax.scan(body, initial_state, gx, unroll=unroll)
+  else:
+    mask = _time_mask(lengths, max_len)                      # [T, B]
+
+    def body(state, inputs):
+      gx_t, real_t = inputs
+      new_state, y_t = cell.step(params, state, gx_t)
+      keep = real_t[:, None]                                 # [B, 1]
+      state = jax.tree_util.tree_map(
+          lambda new, old: jnp.where(keep, new, old), new_state, state)
+      return state, jnp.where(keep, y_t, jnp.zeros_like(y_t))
+    final_state, ys = jax.lax.scan(body, initial_state, (gx, mask),
+                                   unroll=unroll)
+
+  if reverse:
+    ys = reverse_within_length(ys, lengths)
+  return jnp.swapaxes(ys, 0, 1), final_state                 # [B, T, H]
+
+
+# ----------------------------------------------------------------------------
+# Compositions built on `rnn`.
+
+_MERGES = ("concat", "sum")
+
+
+def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
+                  xs: jax.Array, lengths: jax.Array | None = None, *,
+                  merge: str = "concat", initial_states: Any = None,
+                  unroll: int = 1) -> tuple[jax.Array, tuple[Any, Any]]:
+  """A bidirectional layer (Schuster & Paliwal 1997).
+
+  Args:
+    params: {'forward': cell params, 'backward': cell params}.
+    xs: [B, T, I]; lengths: optional [B].
+    merge: 'concat' -> ys [B, T, 2H] (forward first), 'sum' -> ys [B, T, H].
+    initial_states: optional (forward_state, backward_state).
+
+  Returns:
+    ys, and (forward_final, backward_final). The backward final state is the
+    state after reading each sequence's first step.
+  """
+  if merge not in _MERGES:
+    raise ValueError(f"merge: expected one of {_MERGES}, got {merge!r}")
+  if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
+    got = sorted(params) if isinstance(params, dict) else type(params).__name__
+    raise ValueError("params: a bidirectional layer expects a dict with keys "
+                     f"['backward', 'forward'], got {got}")
+  fwd_init, bwd_init = initial_states if initial_states is not None else (None, None)
+  ys_fwd, final_fwd = rnn(cell, params["forward"], xs, lengths,
+                          initial_state=fwd_init, unroll=unroll)
+  ys_bwd, final_bwd = rnn(cell, params["backward"], xs, lengths, reverse=True,
+                          initial_state=bwd_init, unroll=unroll)
+  if merge == "concat":
+    ys = jnp.concatenate([ys_fwd, ys_bwd], axis=-1)
+  else:
+    ys = ys_fwd + ys_bwd
+  return ys, (final_fwd, final_bwd)
+
+
+_bidirectional_layer = bidirectional  # `stacked` has an argument of that name.
+
+
+def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
+            lengths: jax.Array | None = None, *, bidirectional: bool = False,
+            merge: str = "concat", initial_states: Sequence[Any] | None = None,
+            dropout_rate: float = 0.0, dropout_rng: jax.Array | None = None,
+            unroll: int = 1) -> tuple[jax.Array, tuple[Any, ...]]:
+  """Stacked (optionally bidirectional) layers with dropout between them.
+
+  Args:
+    layers: one params entry per layer, bottom first; each a cell params dict,
+      or {'forward': ..., 'backward': ...} when bidirectional.
+    xs: [B, T, I]; lengths: optional [B].
+    initial_states: optional, one per layer (a (fwd, bwd) pair if
+      bidirectional).
+    dropout_rate: dropout on each layer's output except the last (Zaremba et
+      al. 2014: non-recurrent connections only). Active only when
+      dropout_rng is given.
+
+  Returns:
+    ys: [B, T, H] (or [B, T, 2H] for bidirectional concat) from the top layer,
+    and a tuple of final states, one per layer (pairs when bidirectional).
+  """
+  layers = list(layers)
+  if not layers:
+    raise ValueError("layers: expected at least one layer, got none")
+  if initial_states is not None and len(initial_states) != len(layers):
+    raise ValueError(f"initial_states: expected {len(layers)} entries (one per "
+                     f"layer), got {len(initial_states)}")
+  if not 0.0 <= dropout_rate < 1.0:
+    raise ValueError(f"dropout_rate: expected a value in [0, 1), got {dropout_rate}")
+  finals = []
+  for depth, layer_params in enumerate(layers):
+    init = None if initial_states is None else initial_states[depth]
+    if bidirectional:
+      xs, final = _bidirectional_layer(
+          cell, layer_params, xs, lengths, merge=merge, initial_states=init,
+          unroll=unroll)
+    else:
+      xs, final = rnn(cell, layer_params, xs, lengths, initial_state=init,
+                      unroll=unroll)
+    finals.append(final)
+    is_last = depth == len(layers) - 1
+    if dropout_rate > 0.0 and dropout_rng is not None and not is_last:
+      keep = jax.random.bernoulli(jax.random.fold_in(dropout_rng, depth),
+                                  1.0 - dropout_rate, xs.shape)
+      xs = jnp.where(keep, xs / (1.0 - dropout_rate), jnp.zeros_like(xs))
+  return xs, tuple(finals)
