@@ -1,0 +1,40 @@
+"""Keys shared by every task's config; task configs start from `get_base_config()`."""
+
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.task = ""
+  config.seed = 0            # params init, dropout and the training data stream
+  config.data_seed = 0       # the fixed valid/test sets (shared across seeds)
+
+  # Model.
+  config.cell = "lstm"       # rnn | lstm | gru
+  config.cell_options = ml_collections.ConfigDict()  # e.g. forget_bias, reset_after
+  config.hidden_size = 128
+  config.num_layers = 1
+
+  # Optimisation.
+  config.optimizer = "adam"  # sgd | momentum | adam | rmsprop
+  config.learning_rate = 1e-3
+  config.momentum = 0.9
+  config.lr_schedule = "constant"  # constant | cosine | step
+  config.lr_decay_factor = 0.5
+  config.lr_decay_start_step = 0
+  config.lr_decay_every_steps = 1
+  config.warmup_steps = 0
+  config.grad_clip_norm = 1.0      # 0 disables clipping
+  config.batch_size = 32
+
+  # Budgets and cadence.
+  config.num_train_steps = 10_000
+  config.max_train_examples = 0    # 0: no budget in examples
+  config.stop_when_solved = True
+  config.eval_every_steps = 100
+  config.log_every_steps = 20
+  config.eval_batch_size = 512
+  config.num_eval_examples = 2560
+  config.max_checkpoints_to_keep = 2
+  config.progress_bar = True
+  return config

@@ -1,0 +1,6 @@
+"""python -m experiments.reber --workdir=DIR [--config.<key>=<value> ...]"""
+
+from experiments import launch
+
+if __name__ == "__main__":
+  launch.main("experiments/configs/reber.py")

@@ -1,0 +1,69 @@
+"""What a task gives the generic training loop.
+
+A task owns its model, its data and its loss; `train.train_and_evaluate`
+owns everything else (optimiser, jit, checkpoints, metrics, stopping).
+
+Metrics are reported as *sums* per batch (e.g. {'sq_error': ..., 'count':
+...}) so that evaluation over many batches of unequal size can add them up
+exactly; `summarize` turns the totals into the reported numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Batch = Mapping[str, Any]
+Sums = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """A trainable task.
+
+  Attributes:
+    model: a Flax module called as model(batch['inputs'], batch['lengths'],
+      deterministic=...).
+    loss: (outputs, batch) -> (scalar mean loss to minimise, Sums).
+    summarize: totals of Sums -> {metric name: float}.
+    train_batches: a checkpointable iterator (get_state/set_state) of batches.
+    eval_splits: {split name: list of batches}, evaluated in full each time.
+    solved: optional (metrics of the split named by `solved_split`) -> bool.
+    solved_split: which split decides `solved` (default 'valid').
+    examples_in: batch -> number of training examples it holds.
+  """
+  model: nn.Module
+  loss: Callable[[jax.Array, Batch], tuple[jax.Array, Sums]]
+  summarize: Callable[[Mapping[str, float]], dict[str, float]]
+  train_batches: Any
+  eval_splits: Mapping[str, list[Batch]]
+  solved: Callable[[Mapping[str, float]], bool] | None = None
+  solved_split: str = "valid"
+  examples_in: Callable[[Batch], int] = lambda batch: len(batch["inputs"])
+
+  def apply(self, params, batch: Batch, rng, *, train: bool):
+    return self.model.apply({"params": params}, batch["inputs"],
+                            batch.get("lengths"), deterministic=not train,
+                            rngs={"dropout": rng} if train else None)
+
+  def first_batch(self) -> Batch:
+    return next(iter(self.eval_splits.values()))[0]
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean of values over positions where mask is true; 0 if there are none."""
+  mask = mask.astype(values.dtype)
+  return jnp.sum(values * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def step_mask(lengths: jax.Array, max_len: int) -> jax.Array:
+  """[B, T] bool, True on real steps."""
+  return jnp.arange(max_len)[None, :] < lengths[:, None]
+
+
+def ratio(totals: Mapping[str, float], numerator: str, denominator: str) -> float:
+  return float(totals[numerator]) / max(float(totals[denominator]), 1.0)

@@ -1,0 +1,49 @@
+"""The Flax module owns params in the pure cells' layout and calls unroll."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from models import cells, layers, unroll
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_module_equals_pure_functions(bidirectional):
+  module = layers.RNN(cell="lstm", hidden_size=6, num_layers=2,
+                      bidirectional=bidirectional)
+  xs = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 4))
+  lengths = jnp.array([5, 0, 2])
+  variables = module.init(jax.random.PRNGKey(1), xs, lengths)
+  params = variables["params"]
+  assert sorted(params) == ["layer_0", "layer_1"]
+  first = params["layer_0"]["forward"] if bidirectional else params["layer_0"]
+  assert first["w_ih"].shape == (4, 24) and first["w_hh"].shape == (6, 24)
+  ys, finals = module.apply(variables, xs, lengths)
+  want, want_finals = unroll.stacked(cells.lstm(), [params["layer_0"], params["layer_1"]],
+                                     xs, lengths, bidirectional=bidirectional)
+  assert ys.shape == (3, 5, 12 if bidirectional else 6)
+  np.testing.assert_allclose(ys, want, atol=1e-6)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, finals, want_finals)
+
+
+def test_dropout_needs_rng_and_is_off_when_deterministic():
+  module = layers.RNN(cell="gru", hidden_size=8, num_layers=2, dropout_rate=0.5)
+  xs = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 3))
+  variables = module.init(jax.random.PRNGKey(1), xs)
+  a, _ = module.apply(variables, xs)
+  b, _ = module.apply(variables, xs, deterministic=False,
+                      rngs={"dropout": jax.random.PRNGKey(2)})
+  assert not np.allclose(a, b)
+
+
+def test_init_scale_and_cell_options():
+  module = layers.RNN(cell="lstm", hidden_size=8, init_scale=0.1,
+                      cell_options={"forget_bias": 3.0})
+  params = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 2, 3)))["params"]
+  leaves = jax.tree_util.tree_leaves(params)
+  assert all(float(jnp.max(jnp.abs(x))) <= 0.1 for x in leaves)
+  assert float(jnp.std(params["layer_0"]["w_hh"])) > 0.03
+  with pytest.raises(ValueError, match="unknown cell 'lstn'"):
+    layers.RNN(cell="lstn", hidden_size=2).init(jax.random.PRNGKey(0),
+                                                jnp.zeros((1, 2, 3)))

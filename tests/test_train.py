@@ -1,0 +1,217 @@
+"""The generic loop: smoke runs per task, resume, budgets, clear failures."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import input_pipeline
+import train
+from experiments.configs import adding as adding_config
+from experiments.configs import reber as reber_config
+from experiments.configs import temporal_order as order_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny(config, **overrides):
+  """Shrinks any task config to a seconds-long run."""
+  config.hidden_size = 8
+  config.batch_size = 4
+  config.num_train_steps = 20
+  config.max_train_examples = 0
+  config.eval_every_steps = 10
+  config.log_every_steps = 5
+  config.num_eval_examples = 16
+  config.eval_batch_size = 8
+  config.progress_bar = False
+  config.stop_when_solved = False
+  for key, value in overrides.items():
+    config[key] = value
+  return config
+
+
+def read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+CONFIGS = {
+    "adding": lambda: tiny(adding_config.get_config(), seq_len=12),
+    "temporal_order": lambda: tiny(order_config.get_config()),
+    "temporal_order_6b": lambda: tiny(order_config.get_config("6b")),
+    "reber": lambda: tiny(reber_config.get_config(), max_len=20),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_smoke_each_launcher_config(name, tmp_path):
+  summary = train.train_and_evaluate(CONFIGS[name](), str(tmp_path))
+  records = read_metrics(tmp_path)
+  assert [(r["step"], r["split"]) for r in records] == [
+      (s, split) for s in (10, 20) for split in ("train", "valid", "test")]
+  for record in records:
+    values = [v for k, v in record.items() if k not in ("split", "solved")]
+    assert all(np.isfinite(values)), record
+  assert summary["step"] == 20 and summary["examples_seen"] == 80
+  assert summary["metrics"]["test"] == {
+      k: v for k, v in records[-1].items()
+      if k not in ("step", "split", "examples_seen", "solved")}
+  assert os.path.isdir(tmp_path / "tensorboard")
+  assert json.loads((tmp_path / "summary.json").read_text())["step"] == 20
+
+
+def test_resume_gives_the_uninterrupted_run(tmp_path):
+  config = CONFIGS["adding"]()
+  config.num_train_steps = 40
+  train.train_and_evaluate(config, str(tmp_path / "straight"))
+
+  config.num_train_steps = 20
+  train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  # Simulate a crash after a metrics line was written but before its
+  # checkpoint: the line must be dropped and rewritten on resume.
+  with open(tmp_path / "resumed" / "metrics.jsonl", "a") as f:
+    f.write(json.dumps({"step": 25, "split": "valid", "mse": -1.0}) + "\n")
+  config.num_train_steps = 40
+  summary = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert summary["step"] == 40
+  assert read_metrics(tmp_path / "resumed") == read_metrics(tmp_path / "straight")
+
+
+def test_example_budget_and_solved_stop(tmp_path):
+  config = CONFIGS["adding"]()
+  config.num_train_steps = 0
+  config.max_train_examples = 30      # 8 steps of 4 -> 32 examples
+  summary = train.train_and_evaluate(config, str(tmp_path / "budget"))
+  assert summary["step"] == 8 and summary["examples_seen"] == 32
+  assert read_metrics(tmp_path / "budget")[-1]["step"] == 8
+
+  config = CONFIGS["adding"]()
+  config.stop_when_solved = True
+  original = train.tasks_lib.build
+
+  def always_solved(cfg):
+    task = original(cfg)
+    return task.__class__(**{**task.__dict__, "solved": lambda m: True})
+  try:
+    train.tasks_lib.build = always_solved
+    summary = train.train_and_evaluate(config, str(tmp_path / "solved"))
+  finally:
+    train.tasks_lib.build = original
+  assert summary["solved"] and summary["step"] == 10
+
+
+def test_changed_config_on_resume_is_an_error(tmp_path):
+  config = CONFIGS["adding"]()
+  train.train_and_evaluate(config, str(tmp_path))
+  config.hidden_size = 16
+  with pytest.raises(ValueError, match=r"different config \(hidden_size: 8 -> 16\)"):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path):
+  config = CONFIGS["adding"]()
+  train.train_and_evaluate(config, str(tmp_path))
+  step_dir = tmp_path / "checkpoints" / "20"
+  files = [p for p in step_dir.rglob("*") if p.is_file()]
+  assert files
+  for path in files:
+    path.write_bytes(b"garbage")
+  before = sorted(str(p) for p in (tmp_path / "checkpoints").rglob("*"))
+  config.num_train_steps = 30
+  with pytest.raises(train.CheckpointError, match="checkpoint 20 .* cannot be restored"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert sorted(str(p) for p in (tmp_path / "checkpoints").rglob("*")) == before
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+  original_next = input_pipeline.GeneratedBatches.__next__
+
+  def poisoned_next(self):
+    batch = original_next(self)
+    if self._index > 13:  # batches from step 13 on have a NaN target
+      batch["targets"] = batch["targets"] * np.nan
+    return batch
+  monkeypatch.setattr(input_pipeline.GeneratedBatches, "__next__", poisoned_next)
+  config = CONFIGS["adding"]()
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"at step 14; the last good checkpoint \(step 10\)"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
+
+
+def test_bad_config_values_raise(tmp_path):
+  for key, value, match in [("cell", "lstn", "unknown cell 'lstn'"),
+                            ("optimizer", "adagrad", "unknown optimizer"),
+                            ("task", "sorting", "unknown task 'sorting'"),
+                            ("eval_every_steps", 7, "multiple of log_every_steps")]:
+    config = CONFIGS["adding"]()
+    config[key] = value
+    with pytest.raises(ValueError, match=match):
+      train.train_and_evaluate(config, str(tmp_path / key))
+
+
+def test_step_schedule():
+  config = CONFIGS["adding"]()
+  config.lr_schedule, config.learning_rate = "step", 1.0
+  config.lr_decay_start_step, config.lr_decay_every_steps = 4, 2
+  schedule = train.make_schedule(config)
+  assert [float(schedule(s)) for s in range(8)] == [1, 1, 1, 1, .5, .5, .25, .25]
+
+
+# ----------------------------------------------------------------------------
+# The launcher, as a user runs it.
+
+def _launch(workdir, *flags_, wait=True):
+  command = [sys.executable, "-m", "experiments.adding", f"--workdir={workdir}",
+             "--config.progress_bar=False", *flags_]
+  if not wait:
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+  return subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                        timeout=300)
+
+
+TINY_FLAGS = ["--config.seq_len=12", "--config.hidden_size=8",
+              "--config.batch_size=4", "--config.max_train_examples=0",
+              "--config.log_every_steps=5", "--config.num_eval_examples=16",
+              "--config.stop_when_solved=False"]
+
+
+def test_launcher_errors_are_one_line(tmp_path):
+  typo = _launch(tmp_path / "a", "--config.hiden_size=8")
+  assert typo.returncode != 0 and "hiden_size" in typo.stderr
+  unknown = _launch(tmp_path / "b", "--config.cell=lstn", *TINY_FLAGS)
+  assert unknown.returncode == 1
+  assert unknown.stderr.strip().splitlines()[-1] == (
+      "error: cell: unknown cell 'lstn'; known cells are ['gru', 'lstm', 'rnn']")
+
+
+def test_sigkill_then_rerun_matches_uninterrupted(tmp_path):
+  run_flags = TINY_FLAGS + ["--config.num_train_steps=150",
+                            "--config.eval_every_steps=10"]
+  straight = _launch(tmp_path / "straight", *run_flags)
+  assert straight.returncode == 0, straight.stderr[-2000:]
+
+  process = _launch(tmp_path / "killed", *run_flags, wait=False)
+  checkpoints = tmp_path / "killed" / "checkpoints"
+  deadline = time.time() + 120
+  while time.time() < deadline and process.poll() is None:
+    if checkpoints.is_dir() and any(p.name.isdigit() and int(p.name) >= 40
+                                    for p in checkpoints.iterdir()):
+      break
+    time.sleep(0.05)
+  assert process.poll() is None, "run finished before it could be killed"
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert read_metrics(tmp_path / "killed")[-1]["step"] < 150
+
+  resumed = _launch(tmp_path / "killed", *run_flags)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert "Resumed from checkpoint" in resumed.stdout
+  assert read_metrics(tmp_path / "killed") == read_metrics(tmp_path / "straight")

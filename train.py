@@ -1,0 +1,403 @@
+"""One generic training loop for every task: `train_and_evaluate(config, workdir)`.
+
+The task (tasks/) supplies model, loss, metrics and data; this module owns
+the optimiser, the jitted steps, checkpoints, metrics files and stopping.
+
+Workdir layout:
+  checkpoints/<step>/   orbax: train state, data iterator position, metadata
+  metrics.jsonl         one JSON object per evaluation: step, split, metrics
+  config.json           the config of the run (a resumed run must match it)
+  summary.json          final metrics, examples seen, wall time, hardware
+  tensorboard/          event files (tensorboardX)
+
+Resuming: rerunning with the same workdir restores the latest checkpoint and
+the data iterator's position, drops metrics.jsonl lines written after that
+checkpoint, and continues; the per-step RNG is fold_in(seed, step), so the
+resumed run is the uninterrupted run, step for step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import tqdm
+
+import input_pipeline
+import tasks as tasks_lib
+from models import cells
+
+# Keys that may change between a run and its resumption (budgets and
+# reporting cadence); any other difference is an error.
+RESUMABLE_KEYS = frozenset({"num_train_steps", "max_train_examples",
+                            "stop_when_solved", "progress_bar"})
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint exists but cannot be restored."""
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Training produced a NaN or infinite loss."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+
+
+# ----------------------------------------------------------------------------
+# Optimisers.
+
+_OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+_SCHEDULES = ("constant", "cosine", "step")
+
+
+def make_schedule(config) -> optax.Schedule:
+  """Learning rate per step: warmup, then constant, cosine or step decay.
+
+  'step' multiplies the rate by lr_decay_factor every lr_decay_every_steps
+  steps once lr_decay_start_step is reached (Zaremba et al.'s schedule).
+  """
+  lr = config.learning_rate
+  name = config.get("lr_schedule", "constant")
+  if name not in _SCHEDULES:
+    raise ValueError(f"lr_schedule: unknown schedule {name!r}; known are "
+                     f"{list(_SCHEDULES)}")
+  if name == "constant":
+    schedule = optax.constant_schedule(lr)
+  elif name == "cosine":
+    schedule = optax.cosine_decay_schedule(lr, max(config.num_train_steps, 1))
+  else:
+    start, every = config.lr_decay_start_step, config.lr_decay_every_steps
+    factor = config.lr_decay_factor
+
+    def schedule(step):
+      decays = jnp.maximum(0, (step - start) // every + 1)
+      return lr * factor ** decays
+  warmup = config.get("warmup_steps", 0)
+  if warmup:
+    schedule = optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
+  return schedule
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  name = config.optimizer
+  if name not in _OPTIMIZERS:
+    raise ValueError(f"optimizer: unknown optimizer {name!r}; known are "
+                     f"{list(_OPTIMIZERS)}")
+  schedule = make_schedule(config)
+  if name == "sgd":
+    opt = optax.sgd(schedule)
+  elif name == "momentum":
+    opt = optax.sgd(schedule, momentum=config.momentum, nesterov=False)
+  elif name == "adam":
+    opt = optax.adam(schedule)
+  else:
+    opt = optax.rmsprop(schedule)
+  parts = []
+  if config.grad_clip_norm:
+    parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
+  parts.append(opt)
+  return optax.chain(*parts)
+
+
+# ----------------------------------------------------------------------------
+# Steps.
+
+def make_steps(task, tx):
+  """-> (train_step, eval_step), both jitted; compiled once per batch shape."""
+
+  def train_step(state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params):
+      outputs = task.apply(params, batch, rng, train=True)
+      return task.loss(outputs, batch)
+
+    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    return state.replace(step=state.step + 1, params=params,
+                         opt_state=opt_state), metrics
+
+  def eval_step(params, batch):
+    outputs = task.apply(params, batch, None, train=False)
+    return task.loss(outputs, batch)[1]
+
+  return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+
+
+def evaluate(task, eval_step, params) -> dict[str, dict[str, float]]:
+  """Every eval split in full -> {split: {metric: value}}."""
+  results = {}
+  for split, batches in task.eval_splits.items():
+    totals = None
+    for batch in batches:
+      sums = eval_step(params, batch)
+      totals = sums if totals is None else jax.tree_util.tree_map(
+          jnp.add, totals, sums)
+    results[split] = task.summarize(jax.device_get(totals))
+  return results
+
+
+# ----------------------------------------------------------------------------
+# Files in the workdir.
+
+class MetricsWriter:
+  """metrics.jsonl + TensorBoard + log lines."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._tb = None
+    self._tb_dir = os.path.join(workdir, "tensorboard")
+
+  def drop_after(self, step: int) -> None:
+    """Forgets lines from beyond `step` (written before a crash)."""
+    if not os.path.exists(self.path):
+      return
+    with open(self.path) as f:
+      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+    with open(self.path, "w") as f:
+      f.writelines(kept)
+
+  def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
+    record = {"step": int(step), "split": split, **metrics}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    if self._tb is None:
+      import tensorboardX  # pylint: disable=g-import-not-at-top
+      self._tb = tensorboardX.SummaryWriter(self._tb_dir)
+    for name, value in metrics.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        self._tb.add_scalar(f"{split}/{name}", value, step)
+    shown = ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in metrics.items())
+    print(f"step {step} {split}: {shown}", flush=True)
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.close()
+
+
+class Checkpoints:
+  """Orbax CheckpointManager over (train state, data position, metadata)."""
+
+  def __init__(self, directory: str, max_to_keep: int):
+    self.directory = directory
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
+        enable_async_checkpointing=False)
+    self._manager = ocp.CheckpointManager(directory, options=options)
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, state: TrainState, data_state: dict, meta: dict) -> None:
+    step = int(state.step)
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
+        meta=ocp.args.JsonSave(meta)), force=True)
+    self._manager.wait_until_finished()
+
+  def restore(self, step: int, like: TrainState):
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract),
+          data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+    except Exception as e:  # orbax raises many types for damaged files
+      first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+      raise CheckpointError(
+          f"checkpoint {step} in {self.directory} cannot be restored "
+          f"({type(e).__name__}: {first_line[:200]}). Nothing was deleted: "
+          f"move that step's directory away to resume from an earlier one, "
+          f"or use a new --workdir.") from e
+    state = restored["state"]
+    bad = [jax.tree_util.keystr(path) for path, leaf in
+           jax.tree_util.tree_leaves_with_path(state.params)
+           if not np.all(np.isfinite(np.asarray(leaf)))]
+    if bad:
+      raise CheckpointError(f"checkpoint {step} in {self.directory} holds "
+                            f"non-finite params at {bad[:3]}")
+    return state, restored["data"], restored["meta"]
+
+  def close(self):
+    self._manager.close()
+
+
+def _hardware() -> str:
+  device = jax.devices()[0]
+  return (f"{device.platform}:{device.device_kind} x{jax.device_count()}, "
+          f"{os.cpu_count()} host cores, {platform.machine()}")
+
+
+def _config_dict(config) -> dict:
+  return json.loads(config.to_json_best_effort()) if hasattr(
+      config, "to_json_best_effort") else dict(config)
+
+
+def _check_resumed_config(workdir: str, config) -> None:
+  path = os.path.join(workdir, "config.json")
+  current = _config_dict(config)
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    differ = sorted(k for k in set(saved) | set(current)
+                    if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k))
+    if differ:
+      details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
+                          for k in differ[:5])
+      raise ValueError(f"workdir {workdir} holds a run with a different config "
+                       f"({details}); use a new --workdir or the same config")
+  with open(path, "w") as f:
+    json.dump(current, f, indent=2, sort_keys=True)
+
+
+def validate_config(config) -> None:
+  """Fails fast, with the key's name, on values that would fail much later."""
+  if "cell" in config:
+    cells.get_cell(config.cell, **dict(config.get("cell_options", {}) or {}))
+  for key in ("batch_size", "eval_every_steps", "log_every_steps"):
+    if config[key] <= 0:
+      raise ValueError(f"{key}: expected a positive integer, got {config[key]}")
+  if config.eval_every_steps % config.log_every_steps:
+    raise ValueError(f"eval_every_steps ({config.eval_every_steps}) must be a "
+                     f"multiple of log_every_steps ({config.log_every_steps})")
+  if config.num_train_steps <= 0 and not config.get("max_train_examples"):
+    raise ValueError("num_train_steps: set a positive step budget or "
+                     "max_train_examples")
+
+
+# ----------------------------------------------------------------------------
+# The loop.
+
+def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+  """Trains config.task until a budget or the solved criterion; returns summary.
+
+  Returns {'step', 'examples_seen', 'solved', 'metrics': {split: {...}},
+  'wall_time_s', 'hardware'}, also written to WORKDIR/summary.json.
+  """
+  validate_config(config)
+  task = tasks_lib.build(config)
+  os.makedirs(workdir, exist_ok=True)
+  _check_resumed_config(workdir, config)
+
+  tx = make_optimizer(config)
+  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  first = task.first_batch()
+  input_pipeline.check_batch(first, "eval batch")
+  params = task.model.init(init_rng, first["inputs"], first.get("lengths"))["params"]
+  state = TrainState(step=jnp.asarray(0, jnp.int32), params=params,
+                     opt_state=tx.init(params), rng=train_rng)
+
+  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"),
+                            config.max_checkpoints_to_keep)
+  writer = MetricsWriter(workdir)
+  meta = {"examples_seen": 0, "wall_time_s": 0.0, "solved": False}
+  latest = checkpoints.latest_step()
+  if latest is not None:
+    state, data_state, meta = checkpoints.restore(latest, state)
+    task.train_batches.set_state(data_state)
+    writer.drop_after(latest)
+    print(f"Resumed from checkpoint {latest} in {checkpoints.directory}", flush=True)
+
+  train_step, eval_step = make_steps(task, tx)
+  step = int(state.step)
+  examples = int(meta["examples_seen"])
+  budget_examples = config.get("max_train_examples") or math.inf
+  budget_steps = config.num_train_steps if config.num_train_steps > 0 else math.inf
+  wall_start = time.time() - float(meta["wall_time_s"])
+  results = None
+  solved = bool(meta["solved"])
+  stop_when_solved = config.get("stop_when_solved", True)
+  pending, window = [], []  # per-step metrics not yet read back / since last eval
+  last_good = latest
+
+  def flush_logs():
+    nonlocal pending
+    if not pending:
+      return
+    stacked = jax.device_get(jax.tree_util.tree_map(lambda *x: jnp.stack(x), *pending))
+    losses = stacked["loss"]
+    if not np.all(np.isfinite(losses)):
+      first_bad = step - len(losses) + int(np.argmin(np.isfinite(losses))) + 1
+      kept = (f"the last good checkpoint (step {last_good}) in "
+              f"{checkpoints.directory} is kept" if last_good is not None
+              else "no checkpoint had been written")
+      raise NonFiniteLossError(
+          f"non-finite loss ({losses[~np.isfinite(losses)][0]}) at step "
+          f"{first_bad}; {kept}. Lower learning_rate or set grad_clip_norm.")
+    window.append(stacked)
+    progress.set_postfix(loss=f"{float(losses[-1]):.4g}", refresh=False)
+    pending = []
+
+  def evaluate_and_checkpoint():
+    nonlocal results, solved, last_good, window
+    flush_logs()
+    if window:
+      train_metrics = {k: float(np.mean(np.concatenate([w[k] for w in window])))
+                       for k in window[0]}
+      train_metrics["learning_rate"] = float(make_schedule(config)(step - 1))
+      writer.write(step, "train", {**train_metrics, "examples_seen": examples})
+      window = []
+    results = evaluate(task, eval_step, state.params)
+    if task.solved is not None:
+      solved = solved or task.solved(results[task.solved_split])
+    for split, metrics in results.items():
+      writer.write(step, split, {**metrics, "examples_seen": examples,
+                                 "solved": solved})
+    checkpoints.save(state, task.train_batches.get_state(), {
+        "examples_seen": examples, "solved": solved,
+        "wall_time_s": time.time() - wall_start})
+    last_good = step
+
+  progress = tqdm.tqdm(total=None if budget_steps == math.inf else budget_steps,
+                       initial=step, desc=config.task, unit="step",
+                       disable=not config.get("progress_bar", True),
+                       mininterval=1.0)
+  try:
+    while step < budget_steps and examples < budget_examples and not (
+        solved and stop_when_solved):
+      batch = next(task.train_batches)
+      if step == 0 or step == latest:
+        input_pipeline.check_batch(batch, f"training batch at step {step}")
+      state, metrics = train_step(state, batch)
+      step += 1
+      examples += task.examples_in(batch)
+      pending.append(metrics)
+      progress.update(1)
+      if step % config.log_every_steps == 0:
+        flush_logs()
+      if step % config.eval_every_steps == 0:
+        evaluate_and_checkpoint()
+    if last_good != step:
+      evaluate_and_checkpoint()
+    elif results is None:  # resumed a finished run: report, write nothing
+      results = evaluate(task, eval_step, state.params)
+  finally:
+    progress.close()
+    writer.close()
+    checkpoints.close()
+
+  summary = {"step": step, "examples_seen": examples, "solved": solved,
+             "metrics": results, "wall_time_s": round(time.time() - wall_start, 1),
+             "hardware": _hardware()}
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  return summary
