@@ -35,6 +35,7 @@ import tqdm
 
 import input_pipeline
 import tasks as tasks_lib
+from tasks import base as task_base
 from models import cells
 
 # Keys that may change between a run and its resumption (budgets and
@@ -57,6 +58,7 @@ class TrainState:
   params: Any
   opt_state: Any
   rng: jax.Array
+  carry: Any = ()  # model state carried across batches (truncated BPTT)
 
 
 # ----------------------------------------------------------------------------
@@ -126,19 +128,20 @@ def make_steps(task, tx):
     rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):
-      outputs = task.apply(params, batch, rng, train=True)
-      return task.loss(outputs, batch)
+      outputs, carry = task.apply(params, batch, rng, state.carry, train=True)
+      loss, _ = task.loss(outputs, batch)
+      return loss, carry
 
-    (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, carry), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
-    return state.replace(step=state.step + 1, params=params,
-                         opt_state=opt_state), metrics
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                         carry=jax.lax.stop_gradient(carry)), metrics
 
-  def eval_step(params, batch):
-    outputs = task.apply(params, batch, None, train=False)
-    return task.loss(outputs, batch)[1]
+  def eval_step(params, batch, carry):
+    outputs, carry = task.apply(params, batch, None, carry, train=False)
+    return task.loss(outputs, batch)[1], carry
 
   return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
 
@@ -147,9 +150,9 @@ def evaluate(task, eval_step, params) -> dict[str, dict[str, float]]:
   """Every eval split in full -> {split: {metric: value}}."""
   results = {}
   for split, batches in task.eval_splits.items():
-    totals = None
+    totals, carry = None, task.carry_for(batches[0])
     for batch in batches:
-      sums = eval_step(params, batch)
+      sums, carry = eval_step(params, batch, carry)
       totals = sums if totals is None else jax.tree_util.tree_map(
           jnp.add, totals, sums)
     results[split] = task.summarize(jax.device_get(totals))
@@ -272,7 +275,7 @@ def _check_resumed_config(workdir: str, config) -> None:
 def validate_config(config) -> None:
   """Fails fast, with the key's name, on values that would fail much later."""
   if "cell" in config:
-    cells.get_cell(config.cell, **dict(config.get("cell_options", {}) or {}))
+    cells.get_cell(config.cell, **task_base.cell_options(config))
   for key in ("batch_size", "eval_every_steps", "log_every_steps"):
     if config[key] <= 0:
       raise ValueError(f"{key}: expected a positive integer, got {config[key]}")
@@ -302,9 +305,11 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   first = task.first_batch()
   input_pipeline.check_batch(first, "eval batch")
-  params = task.model.init(init_rng, first["inputs"], first.get("lengths"))["params"]
+  params = task.init_params(init_rng, first)
   state = TrainState(step=jnp.asarray(0, jnp.int32), params=params,
-                     opt_state=tx.init(params), rng=train_rng)
+                     opt_state=tx.init(params), rng=train_rng,
+                     carry=() if task.initial_carry is None else
+                     task.initial_carry(config.batch_size))
 
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"),
                             config.max_checkpoints_to_keep)

@@ -70,7 +70,7 @@ def build(config) -> base.Task:
   return base.Task(
       model=classifier.SequenceClassifier(
           cell=config.cell, hidden_size=config.hidden_size, num_outputs=1,
-          num_layers=config.num_layers, cell_options=dict(config.cell_options)),
+          num_layers=config.num_layers, cell_options=base.cell_options(config)),
       loss=loss, summarize=summarize, solved=solved,
       train_batches=input_pipeline.GeneratedBatches(maker, config.batch_size,
                                                     config.seed),

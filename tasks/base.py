@@ -35,6 +35,11 @@ class Task:
     solved: optional (metrics of the split named by `solved_split`) -> bool.
     solved_split: which split decides `solved` (default 'valid').
     examples_in: batch -> number of training examples it holds.
+    initial_carry: for tasks whose model state runs on from batch to batch
+      (truncated BPTT): batch size -> the carry to start from. The model is then
+      called with carry= and returns (outputs, new_carry); the loop keeps the
+      carry in the train state (gradients stop at batch boundaries) and
+      carries it through each eval split in order. None: no carry.
   """
   model: nn.Module
   loss: Callable[[jax.Array, Batch], tuple[jax.Array, Sums]]
@@ -44,11 +49,26 @@ class Task:
   solved: Callable[[Mapping[str, float]], bool] | None = None
   solved_split: str = "valid"
   examples_in: Callable[[Batch], int] = lambda batch: len(batch["inputs"])
+  initial_carry: Callable[[int], Any] | None = None
 
-  def apply(self, params, batch: Batch, rng, *, train: bool):
-    return self.model.apply({"params": params}, batch["inputs"],
-                            batch.get("lengths"), deterministic=not train,
-                            rngs={"dropout": rng} if train else None)
+  def carry_for(self, batch: Batch):
+    """The carry to start `batch` from ((), for tasks without one)."""
+    if self.initial_carry is None:
+      return ()
+    return self.initial_carry(len(batch["inputs"]))
+
+  def apply(self, params, batch: Batch, rng, carry=(), *, train: bool):
+    """-> (outputs, new carry)."""
+    extra = {} if self.initial_carry is None else {"carry": carry}
+    result = self.model.apply({"params": params}, batch["inputs"],
+                              batch.get("lengths"), deterministic=not train,
+                              rngs={"dropout": rng} if train else None, **extra)
+    return result if self.initial_carry is not None else (result, carry)
+
+  def init_params(self, rng, batch: Batch):
+    extra = {} if self.initial_carry is None else {"carry": self.carry_for(batch)}
+    return self.model.init(rng, batch["inputs"], batch.get("lengths"),
+                           **extra)["params"]
 
   def first_batch(self) -> Batch:
     return next(iter(self.eval_splits.values()))[0]
@@ -67,3 +87,10 @@ def step_mask(lengths: jax.Array, max_len: int) -> jax.Array:
 
 def ratio(totals: Mapping[str, float], numerator: str, denominator: str) -> float:
   return float(totals[numerator]) / max(float(totals[denominator]), 1.0)
+
+
+def cell_options(config) -> dict[str, Any]:
+  """The cell factory's options for config.cell, from the flat config keys."""
+  return {"lstm": {"forget_bias": config.forget_bias},
+          "gru": {"reset_after": config.gru_reset_after},
+          "rnn": {"activation": config.rnn_activation}}.get(config.cell, {})

@@ -106,7 +106,7 @@ def build(config) -> base.Task:
       model=tagger.SequenceTagger(
           cell=config.cell, hidden_size=config.hidden_size,
           num_outputs=len(SYMBOLS), num_layers=config.num_layers,
-          cell_options=dict(config.cell_options)),
+          cell_options=base.cell_options(config)),
       loss=loss, summarize=summarize,
       solved=lambda metrics: metrics["wrong_strings"] == 0,
       train_batches=input_pipeline.GeneratedBatches(maker, config.batch_size,

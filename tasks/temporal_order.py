@@ -82,7 +82,7 @@ def build(config) -> base.Task:
       model=classifier.SequenceClassifier(
           cell=config.cell, hidden_size=config.hidden_size,
           num_outputs=2 ** len(POSITIONS[config.variant]),
-          num_layers=config.num_layers, cell_options=dict(config.cell_options)),
+          num_layers=config.num_layers, cell_options=base.cell_options(config)),
       loss=loss, summarize=summarize,
       solved=lambda metrics: metrics["error_rate"] <= max_error,
       train_batches=input_pipeline.GeneratedBatches(maker, config.batch_size,

@@ -11,7 +11,9 @@ def get_base_config() -> ml_collections.ConfigDict:
 
   # Model.
   config.cell = "lstm"       # rnn | lstm | gru
-  config.cell_options = ml_collections.ConfigDict()  # e.g. forget_bias, reset_after
+  config.forget_bias = 1.0          # lstm: initial forget-gate bias
+  config.gru_reset_after = True     # gru: cuDNN/PyTorch form; False = Cho et al.
+  config.rnn_activation = "tanh"    # rnn: tanh | relu
   config.hidden_size = 128
   config.num_layers = 1
 
