@@ -359,3 +359,34 @@ def test_bad_params_state_and_names_raise_clear_errors():
     unroll.bidirectional(lstm, params, jnp.zeros((B, T, I)))
   with pytest.raises(ValueError, match="layers: expected at least one"):
     unroll.stacked(lstm, [], jnp.zeros((B, T, I)))
+
+
+@pytest.mark.parametrize("use_lengths", [False, True])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("unroll_steps", [1, 2])
+def test_fused_lstm_equals_generic_scan_values_and_grads(use_lengths, reverse,
+                                                         unroll_steps):
+  cell = cells.lstm()
+  params = _random_params(cell, jax.random.PRNGKey(70))
+  xs = _inputs(jax.random.PRNGKey(71))
+  lengths = jnp.asarray(LENGTHS) if use_lengths else None
+  init = jax.tree_util.tree_map(
+      lambda z: jax.random.normal(jax.random.PRNGKey(72), z.shape),
+      cell.initial_state(B, H))
+
+  def loss(params, xs, init, implementation):
+    ys, final = unroll.rnn(cell, params, xs, lengths, reverse=reverse,
+                           initial_state=init, unroll=unroll_steps,
+                           implementation=implementation)
+    return jnp.sum(jnp.sin(ys)) + jnp.sum(final.h ** 2) + 0.3 * jnp.sum(final.c)
+
+  fused = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, init, "auto")
+  generic = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, init, "scan")
+  _assert_trees_close(fused, generic, atol=2e-5)
+
+
+def test_unknown_implementation_is_an_error():
+  cell = cells.lstm()
+  with pytest.raises(ValueError, match="implementation: expected 'auto' or 'scan'"):
+    unroll.rnn(cell, cell.init(jax.random.PRNGKey(0), I, H), jnp.zeros((B, T, I)),
+               implementation="cudnn")

@@ -1,0 +1,164 @@
+"""LSTM/GRU layer speed: this project vs Flax's nn.RNN vs PyTorch (if installed).
+
+  python -m benchmarks.rnn_speed [--cells=lstm,gru] [--shapes=small,big] \
+      [--rounds=7] [--modes=train,forward]
+
+Shapes (float32): small B=32 T=100 I=128 H=256; big B=64 T=200 I=512 H=512.
+"train" is forward + backward through time (grads of sum(ys) w.r.t. params
+and inputs); "forward" is the forward pass alone. Implementations are timed
+in interleaved rounds (each round times every implementation once, a few
+calls each) and the medians over rounds are reported, with each
+implementation's ratio to the peers measured in the same run (>1 = faster
+than the peer) and its throughput as a fraction of this machine's GEMM peak
+(a large float32 matmul measured here).
+
+PyTorch peers run only when torch is importable (`pip install -r
+requirements-bench.txt`); torch uses the same number of threads as cores.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from models import cells, unroll
+
+flags.DEFINE_list("cells", ["lstm", "gru"], "Cells to time.")
+flags.DEFINE_list("shapes", ["small", "big"], "Shapes to time.")
+flags.DEFINE_list("modes", ["train", "forward"], "train and/or forward.")
+flags.DEFINE_integer("rounds", 7, "Interleaved rounds (median is reported).")
+flags.DEFINE_integer("calls", 3, "Calls per implementation per round.")
+
+SHAPES = {"small": (32, 100, 128, 256), "big": (64, 200, 512, 512)}
+
+
+def _block(x):
+  return jax.tree_util.tree_map(lambda a: a.block_until_ready(), x)
+
+
+def ours(cell_name: str, shape, mode: str) -> Callable[[], object]:
+  batch, steps, inputs, hidden = shape
+  cell = cells.get_cell(cell_name)
+  params = cell.init(jax.random.PRNGKey(0), inputs, hidden)
+  xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, inputs))
+
+  def loss(p, x):
+    return jnp.sum(unroll.rnn(cell, p, x)[0])
+  fn = jax.jit(jax.grad(loss, argnums=(0, 1)) if mode == "train" else
+               (lambda p, x: unroll.rnn(cell, p, x)[0]))
+  return lambda: _block(fn(params, xs))
+
+
+_FLAX_CELLS = {"lstm": nn.LSTMCell, "lstm_optimized": nn.OptimizedLSTMCell,
+               "gru": nn.GRUCell}
+
+
+def flax_rnn(flax_cell: str, shape, mode: str) -> Callable[[], object]:
+  batch, steps, inputs, hidden = shape
+  layer = nn.RNN(_FLAX_CELLS[flax_cell](features=hidden))
+  xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, inputs))
+  params = layer.init(jax.random.PRNGKey(0), xs)
+
+  def loss(p, x):
+    return jnp.sum(layer.apply(p, x))
+  fn = jax.jit(jax.grad(loss, argnums=(0, 1)) if mode == "train" else
+               (lambda p, x: layer.apply(p, x)))
+  return lambda: _block(fn(params, xs))
+
+
+def torch_rnn(cell_name: str, shape, mode: str) -> Callable[[], object]:
+  import torch  # pylint: disable=g-import-not-at-top
+  batch, steps, inputs, hidden = shape
+  module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell_name](
+      inputs, hidden, batch_first=True)
+  xs = torch.randn(batch, steps, inputs, requires_grad=(mode == "train"))
+
+  def run():
+    if mode == "train":
+      module.zero_grad(set_to_none=True)
+      xs.grad = None
+      module(xs)[0].sum().backward()
+    else:
+      with torch.no_grad():
+        module(xs)
+  return run
+
+
+def gemm_peak_flops() -> float:
+  a = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048))
+  f = jax.jit(lambda x: x @ x)
+  _block(f(a))
+  times = []
+  for _ in range(5):
+    start = time.perf_counter()
+    _block(f(a))
+    times.append(time.perf_counter() - start)
+  return 2 * 2048 ** 3 / min(times)
+
+
+def model_flops(cell_name: str, shape, mode: str) -> float:
+  """Matmul FLOPs of one call: 2*B*T*(I+H)*G*H forward, x3 with backward."""
+  batch, steps, inputs, hidden = shape
+  gates = {"lstm": 4, "gru": 3}[cell_name]
+  forward = 2 * batch * steps * (inputs + hidden) * gates * hidden
+  return forward * (3 if mode == "train" else 1)
+
+
+def time_interleaved(impls: dict[str, Callable[[], object]], rounds: int,
+                     calls: int) -> dict[str, float]:
+  """Median seconds per call for each implementation, interleaved by round."""
+  for fn in impls.values():  # compile and warm up
+    fn()
+    fn()
+  samples = {name: [] for name in impls}
+  for _ in range(rounds):
+    for name, fn in impls.items():
+      start = time.perf_counter()
+      for _ in range(calls):
+        fn()
+      samples[name].append((time.perf_counter() - start) / calls)
+  return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def main(argv):
+  del argv
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+    import os  # pylint: disable=g-import-not-at-top
+    torch.set_num_threads(os.cpu_count() or 1)
+    have_torch = True
+  except ImportError:
+    have_torch = False
+  peak = gemm_peak_flops()
+  print(f"device: {jax.devices()[0].device_kind}; GEMM peak here: "
+        f"{peak / 1e9:.0f} GFLOP/s; torch: {'yes' if have_torch else 'no'}")
+  print("| cell | shape | mode | implementation | ms/call | % GEMM peak | "
+        "ours / this |")
+  print("|---|---|---|---|---|---|---|")
+  for cell_name in flags.FLAGS.cells:
+    for shape_name in flags.FLAGS.shapes:
+      shape = SHAPES[shape_name]
+      for mode in flags.FLAGS.modes:
+        impls = {"ours": ours(cell_name, shape, mode)}
+        flax_names = ["lstm", "lstm_optimized"] if cell_name == "lstm" else ["gru"]
+        for flax_name in flax_names:
+          impls[f"flax {flax_name}"] = flax_rnn(flax_name, shape, mode)
+        if have_torch:
+          impls["torch"] = torch_rnn(cell_name, shape, mode)
+        medians = time_interleaved(impls, flags.FLAGS.rounds, flags.FLAGS.calls)
+        flops = model_flops(cell_name, shape, mode)
+        for name, seconds in medians.items():
+          print(f"| {cell_name} | {shape_name} | {mode} | {name} | "
+                f"{seconds * 1e3:.2f} | {100 * flops / seconds / peak:.0f}% | "
+                f"{seconds / medians['ours']:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
