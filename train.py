@@ -71,7 +71,8 @@ _SCHEDULES = ("constant", "cosine", "step")
 def make_schedule(config) -> optax.Schedule:
   """Learning rate per step: warmup, then constant, cosine or step decay.
 
-  'step' multiplies the rate by lr_decay_factor every lr_decay_every_steps
+  'cosine' decays to 0 over lr_decay_steps (default: num_train_steps) and
+  stays there. 'step' multiplies the rate by lr_decay_factor every lr_decay_every_steps
   steps once lr_decay_start_step is reached (Zaremba et al.'s schedule).
   """
   lr = config.learning_rate
@@ -82,7 +83,8 @@ def make_schedule(config) -> optax.Schedule:
   if name == "constant":
     schedule = optax.constant_schedule(lr)
   elif name == "cosine":
-    schedule = optax.cosine_decay_schedule(lr, max(config.num_train_steps, 1))
+    horizon = config.get("lr_decay_steps", 0) or config.num_train_steps
+    schedule = optax.cosine_decay_schedule(lr, max(horizon, 1))
   else:
     start, every = config.lr_decay_start_step, config.lr_decay_every_steps
     factor = config.lr_decay_factor

@@ -22,6 +22,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-3
   config.momentum = 0.9
   config.lr_schedule = "constant"  # constant | cosine | step
+  config.lr_decay_steps = 0         # cosine horizon; 0 = num_train_steps
   config.lr_decay_factor = 0.5
   config.lr_decay_start_step = 0
   config.lr_decay_every_steps = 1
