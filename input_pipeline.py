@@ -7,11 +7,19 @@ would have seen.
 
 Batches are dicts of numpy arrays with a leading batch axis B. Sequence
 batches carry 'inputs' [B, T, ...] and 'lengths' [B] (int32, real steps).
+
+Text for language models (second half of this module): `corpora` reads a
+dataset's lines (TFDS, ArrayRecord, no TensorFlow); `tokenize` and
+`Vocabulary` turn them into one stream of ids per split; `TBPTTBatches`
+(training, via grain) and `tbptt_eval_batches` cut a stream into contiguous
+batches for truncated backpropagation through time.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+import collections
+import hashlib
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -92,3 +100,224 @@ def check_batch(batch: Batch, where: str) -> None:
     if lengths.min() < 1 or lengths.max() > inputs.shape[1]:
       raise ValueError(f"{where}: 'lengths' must lie in [1, {inputs.shape[1]}], "
                        f"got min {lengths.min()} and max {lengths.max()}")
+
+
+# ----------------------------------------------------------------------------
+# Text for language modelling: tokens, vocabulary, contiguous batches for
+# truncated backpropagation through time (TBPTT).
+#
+# B = batch rows, T = unrolled steps per batch, N = tokens in a split,
+# L = N // B tokens per row, V = vocabulary size.
+
+EOS = "<eos>"
+UNK = "<unk>"
+TOKENIZERS = ("whitespace", "chars")
+
+
+def tokenize(text: str, tokenizer: str = "whitespace") -> list[str]:
+  """Each line's tokens followed by '<eos>' (Mikolov's PTB convention).
+
+  tokenizer: 'whitespace' (words; also the char configs of `corpora`, whose
+  text is already one character per token) or 'chars' (every character of
+  the line, spaces included). An empty line is just '<eos>'.
+  """
+  if tokenizer not in TOKENIZERS:
+    raise ValueError(f"tokenizer: expected one of {TOKENIZERS}, got {tokenizer!r}")
+  tokens = []
+  for line in text.splitlines() or [""]:
+    tokens.extend(line.split() if tokenizer == "whitespace" else line)
+    tokens.append(EOS)
+  return tokens
+
+
+class Vocabulary:
+  """A fixed token <-> id map; ids are int32 in [0, V).
+
+  `Vocabulary.build` orders tokens by descending count, ties alphabetically
+  (as TensorFlow's PTB reader), so the same corpus always gives the same ids.
+  """
+
+  def __init__(self, tokens: Sequence[str]):
+    tokens = list(tokens)
+    if not tokens:
+      raise ValueError("tokens: a vocabulary needs at least one token")
+    if len(set(tokens)) != len(tokens):
+      raise ValueError("tokens: the vocabulary's tokens must be unique")
+    self.tokens = tokens
+    self._ids = {token: i for i, token in enumerate(tokens)}
+
+  @classmethod
+  def build(cls, tokens: Iterable[str]) -> "Vocabulary":
+    counts = collections.Counter(tokens)
+    return cls([t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))])
+
+  def __len__(self) -> int:
+    return len(self.tokens)
+
+  def __contains__(self, token: str) -> bool:
+    return token in self._ids
+
+  def id_of(self, token: str) -> int:
+    return self._ids[token]
+
+  def encode(self, tokens: Sequence[str]) -> np.ndarray:
+    """[N] int32 ids. Unknown tokens become '<unk>' if the vocabulary has it;
+    otherwise they are an error naming the first one."""
+    unk = self._ids.get(UNK)
+    try:
+      if unk is None:
+        ids = [self._ids[t] for t in tokens]
+      else:
+        ids = [self._ids.get(t, unk) for t in tokens]
+    except KeyError as e:
+      raise ValueError(f"tokens: {e.args[0]!r} is not in the vocabulary of "
+                       f"{len(self)} tokens, which has no {UNK!r}") from None
+    return np.asarray(ids, np.int32)
+
+  def decode(self, ids: Iterable[int]) -> list[str]:
+    return [self.tokens[int(i)] for i in ids]
+
+
+def load_lm_corpus(dataset: str, split_names: Sequence[str], *,
+                   level: str = "word", data_dir: str | None = None,
+                   text_feature: str = "text") -> tuple[Vocabulary, dict[str, np.ndarray]]:
+  """Reads a text dataset's splits as token-id streams.
+
+  Args:
+    dataset: an offline corpus of `corpora` ('ptb', read as 'ptb/<level>') or
+      a TFDS name (e.g. 'tiny_shakespeare'; downloaded where possible).
+    split_names: TFDS split names; the vocabulary comes from the first one.
+    level: 'word' or 'char'.
+
+  Returns:
+    (vocabulary, {split: [N] int32 ids}), each split's records in order,
+    every line ended by '<eos>'.
+  """
+  import corpora  # pylint: disable=g-import-not-at-top  (keeps TFDS lazy)
+  if level not in ("word", "char"):
+    raise ValueError(f"level: expected 'word' or 'char', got {level!r}")
+  if not split_names:
+    raise ValueError("split_names: expected at least one split")
+  if corpora.is_offline(dataset):
+    name = dataset if "/" in dataset else f"{dataset}/{level}"
+    tokenizer = "whitespace"  # the char config stores one character per token
+  else:
+    name, tokenizer = dataset, ("whitespace" if level == "word" else "chars")
+  streams = {}
+  for split in split_names:
+    texts = corpora.read_texts(name, split, data_dir=data_dir,
+                               text_feature=text_feature)
+    streams[split] = [token for text in texts for token in tokenize(text, tokenizer)]
+  vocab = Vocabulary.build(streams[split_names[0]])
+  return vocab, {split: vocab.encode(tokens) for split, tokens in streams.items()}
+
+
+def contiguous_rows(ids: np.ndarray, batch_size: int) -> np.ndarray:
+  """[N] ids -> [B, L] with L = N // B: row b is tokens b*L ... b*L + L - 1.
+
+  The stream is cut into B contiguous pieces (the last N mod B tokens are
+  dropped), so consecutive batches of a row continue the same text.
+  """
+  ids = np.asarray(ids)
+  if ids.ndim != 1:
+    raise ValueError(f"ids: expected a 1-D token stream, got shape {ids.shape}")
+  if batch_size <= 0:
+    raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+  row_len = len(ids) // batch_size
+  if row_len < 2:
+    raise ValueError(f"batch_size: {batch_size} rows of a {len(ids)}-token "
+                     f"stream leave fewer than 2 tokens per row")
+  return ids[:batch_size * row_len].reshape(batch_size, row_len)
+
+
+def _fingerprint(array: np.ndarray) -> str:
+  return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+class TBPTTBatches(Iterator[Batch]):
+  """Endless epochs of contiguous [B, T] batches for truncated BPTT.
+
+  Batch k of an epoch (k < K = (L - 1) // T) is
+    inputs  = rows[:, k*T     : k*T + T]      [B, T] int32
+    targets = rows[:, k*T + 1 : k*T + T + 1]  [B, T] int32 (inputs shifted by one)
+    reset   = [B] bool, True on the first batch of each epoch
+  so row b of batch k + 1 starts exactly where row b of batch k stopped, and a
+  model that carries its state across batches sees each row as one long
+  sequence. The last (L - 1) mod T steps of each row are not trained on, as in
+  Zaremba et al.'s reader. No shuffling: every epoch is the same.
+
+  Built on a grain `MapDataset` (random access by step), so the position is
+  just the step: get_state()/set_state() round-trip through JSON.
+  """
+
+  def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int):
+    if seq_len <= 0:
+      raise ValueError(f"seq_len: expected a positive integer, got {seq_len}")
+    import grain  # pylint: disable=g-import-not-at-top
+    self.rows = contiguous_rows(ids, batch_size)             # [B, L]
+    self.batch_size, self.seq_len = batch_size, seq_len
+    self.num_tokens = int(np.size(ids))
+    self.batches_per_epoch = (self.rows.shape[1] - 1) // seq_len
+    if self.batches_per_epoch < 1:
+      raise ValueError(f"seq_len: rows of {self.rows.shape[1]} tokens "
+                       f"(batch_size {batch_size}) are too short for one batch "
+                       f"of {seq_len} steps")
+    self._fingerprint = _fingerprint(self.rows)
+    self._dataset = (grain.MapDataset.range(self.batches_per_epoch)
+                     .map(self._batch).repeat(None))
+    self._step = 0
+
+  def _batch(self, index: int) -> Batch:
+    start = index * self.seq_len
+    window = self.rows[:, start:start + self.seq_len + 1]    # [B, T + 1]
+    return {"inputs": np.ascontiguousarray(window[:, :-1], dtype=np.int32),
+            "targets": np.ascontiguousarray(window[:, 1:], dtype=np.int32),
+            "reset": np.full((self.batch_size,), index == 0)}
+
+  @property
+  def epoch(self) -> int:
+    """Epochs completed before the next batch."""
+    return self._step // self.batches_per_epoch
+
+  def __next__(self) -> Batch:
+    batch = self._dataset[self._step]
+    self._step += 1
+    return batch
+
+  def get_state(self) -> dict[str, Any]:
+    return {"kind": "tbptt", "step": self._step, "batch_size": self.batch_size,
+            "seq_len": self.seq_len, "num_tokens": self.num_tokens,
+            "fingerprint": self._fingerprint}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    expected = {k: v for k, v in self.get_state().items() if k != "step"}
+    got = {k: state.get(k) for k in expected}
+    if got != expected or not isinstance(state.get("step"), int) or state["step"] < 0:
+      raise ValueError(f"data iterator state {state} does not belong to this "
+                       f"token stream ({expected})")
+    self._step = state["step"]
+
+
+def tbptt_eval_batches(ids: np.ndarray, batch_size: int, seq_len: int) -> list[Batch]:
+  """A whole split as contiguous [B, T] batches, evaluated in order.
+
+  Like `TBPTTBatches`' epoch, but the last batch takes the remaining
+  (L - 1) mod T steps too, padded to T; 'lengths' [B] (int32, equal in every
+  row) marks the real steps, and the loss must ignore the rest. Every token
+  of each row but its first is predicted: B * (L - 1) targets.
+  """
+  if seq_len <= 0:
+    raise ValueError(f"seq_len: expected a positive integer, got {seq_len}")
+  rows = contiguous_rows(ids, batch_size)                    # [B, L]
+  predicted = rows.shape[1] - 1
+  batches = []
+  for start in range(0, predicted, seq_len):
+    steps = min(seq_len, predicted - start)
+    inputs = np.zeros((batch_size, seq_len), np.int32)
+    targets = np.zeros((batch_size, seq_len), np.int32)
+    inputs[:, :steps] = rows[:, start:start + steps]
+    targets[:, :steps] = rows[:, start + 1:start + steps + 1]
+    batches.append({"inputs": inputs, "targets": targets,
+                    "lengths": np.full((batch_size,), steps, np.int32),
+                    "reset": np.full((batch_size,), start == 0)})
+  return batches
