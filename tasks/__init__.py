@@ -8,6 +8,7 @@ _TASKS = {
     "adding": "tasks.adding",
     "temporal_order": "tasks.temporal_order",
     "reber": "tasks.reber",
+    "ptb": "tasks.ptb",
 }
 
 
