@@ -59,6 +59,11 @@ class TrainState:
   opt_state: Any
   rng: jax.Array
   carry: Any = ()  # model state carried across batches (truncated BPTT)
+  ema_params: Any = ()  # Polyak average of params when config.ema_decay > 0
+
+  def eval_params(self):
+    """The params to evaluate: the moving average when one is kept."""
+    return self.ema_params if self.ema_params != () else self.params
 
 
 # ----------------------------------------------------------------------------
@@ -123,8 +128,13 @@ def make_optimizer(config) -> optax.GradientTransformation:
 # ----------------------------------------------------------------------------
 # Steps.
 
-def make_steps(task, tx):
-  """-> (train_step, eval_step), both jitted; compiled once per batch shape."""
+def make_steps(task, tx, ema_decay: float = 0.0):
+  """-> (train_step, eval_step), both jitted; compiled once per batch shape.
+
+  ema_decay > 0 keeps ema = decay * ema + (1 - decay) * params after each
+  step (an exponential moving average, Polyak & Juditsky 1992), and the
+  evaluations use it.
+  """
 
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
@@ -138,8 +148,13 @@ def make_steps(task, tx):
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    ema = state.ema_params
+    if ema_decay > 0:
+      ema = jax.tree_util.tree_map(
+          lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema, params)
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                         carry=jax.lax.stop_gradient(carry)), metrics
+                         carry=jax.lax.stop_gradient(carry),
+                         ema_params=ema), metrics
 
   def eval_step(params, batch, carry):
     outputs, carry = task.apply(params, batch, None, carry, train=False)
@@ -281,6 +296,8 @@ def validate_config(config) -> None:
   for key in ("batch_size", "eval_every_steps", "log_every_steps"):
     if config[key] <= 0:
       raise ValueError(f"{key}: expected a positive integer, got {config[key]}")
+  if not 0.0 <= config.get("ema_decay", 0.0) < 1.0:
+    raise ValueError(f"ema_decay: expected a value in [0, 1), got {config.ema_decay}")
   if config.eval_every_steps % config.log_every_steps:
     raise ValueError(f"eval_every_steps ({config.eval_every_steps}) must be a "
                      f"multiple of log_every_steps ({config.log_every_steps})")
@@ -311,7 +328,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   state = TrainState(step=jnp.asarray(0, jnp.int32), params=params,
                      opt_state=tx.init(params), rng=train_rng,
                      carry=() if task.initial_carry is None else
-                     task.initial_carry(config.batch_size))
+                     task.initial_carry(config.batch_size),
+                     ema_params=jax.tree_util.tree_map(jnp.copy, params)
+                     if config.get("ema_decay", 0.0) > 0 else ())
 
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"),
                             config.max_checkpoints_to_keep)
@@ -324,7 +343,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     writer.drop_after(latest)
     print(f"Resumed from checkpoint {latest} in {checkpoints.directory}", flush=True)
 
-  train_step, eval_step = make_steps(task, tx)
+  train_step, eval_step = make_steps(task, tx, config.get("ema_decay", 0.0))
   step = int(state.step)
   examples = int(meta["examples_seen"])
   budget_examples = config.get("max_train_examples") or math.inf
@@ -363,7 +382,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
       train_metrics["learning_rate"] = float(make_schedule(config)(step - 1))
       writer.write(step, "train", {**train_metrics, "examples_seen": examples})
       window = []
-    results = evaluate(task, eval_step, state.params)
+    results = evaluate(task, eval_step, state.eval_params())
     if task.solved is not None:
       solved = solved or task.solved(results[task.solved_split])
     for split, metrics in results.items():
@@ -396,7 +415,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     if last_good != step:
       evaluate_and_checkpoint()
     elif results is None:  # resumed a finished run: report, write nothing
-      results = evaluate(task, eval_step, state.params)
+      results = evaluate(task, eval_step, state.eval_params())
   finally:
     progress.close()
     writer.close()

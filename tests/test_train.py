@@ -215,3 +215,30 @@ def test_sigkill_then_rerun_matches_uninterrupted(tmp_path):
   assert resumed.returncode == 0, resumed.stderr[-2000:]
   assert "Resumed from checkpoint" in resumed.stdout
   assert read_metrics(tmp_path / "killed") == read_metrics(tmp_path / "straight")
+
+
+def test_ema_params_are_evaluated_and_resumed(tmp_path):
+  import jax  # pylint: disable=g-import-not-at-top
+  config = CONFIGS["adding"]()
+  config.ema_decay = 1.0 - 1e-7    # the average barely moves from the init
+  train.train_and_evaluate(config, str(tmp_path / "ema"))
+  task = train.tasks_lib.build(config)
+  init_rng, _ = jax.random.split(jax.random.PRNGKey(config.seed))
+  params = task.init_params(init_rng, task.first_batch())
+  _, eval_step = train.make_steps(task, train.make_optimizer(config))
+  at_init = train.evaluate(task, eval_step, params)["valid"]["mse"]
+  logged = [r for r in read_metrics(tmp_path / "ema") if r["split"] == "valid"]
+  np.testing.assert_allclose([r["mse"] for r in logged], at_init, rtol=1e-3)
+
+  config.ema_decay = 0.0
+  no_ema = train.train_and_evaluate(config, str(tmp_path / "plain"))
+  assert no_ema["metrics"]["valid"]["mse"] != logged[-1]["mse"]
+
+  config.ema_decay = 0.9           # resume keeps the average too
+  config.num_train_steps = 20
+  train.train_and_evaluate(config, str(tmp_path / "straight"))
+  config.num_train_steps = 10
+  train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  config.num_train_steps = 20
+  train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert read_metrics(tmp_path / "resumed") == read_metrics(tmp_path / "straight")

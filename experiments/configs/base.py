@@ -29,6 +29,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.warmup_steps = 0
   config.grad_clip_norm = 1.0      # 0 disables clipping
   config.batch_size = 32
+  config.ema_decay = 0.0            # > 0: evaluate a moving average of params
 
   # Budgets and cadence.
   config.num_train_steps = 10_000
