@@ -116,12 +116,16 @@ def read_records(source) -> list[Any]:
   """Every record of a data source, in order, read in chunks (much faster
   than one by one)."""
   records = []
+  batched = hasattr(source, "__getitems__")
   for start in range(0, len(source), _READ_CHUNK):
     indices = list(range(start, min(start + _READ_CHUNK, len(source))))
-    if hasattr(source, "__getitems__"):
-      records.extend(source.__getitems__(indices))
-    else:
-      records.extend(source[i] for i in indices)
+    if batched:
+      try:
+        records.extend(source.__getitems__(indices))
+        continue
+      except TypeError:  # tfds.testing.mock_data's sources lack it
+        batched = False
+    records.extend(source[i] for i in indices)
   return records
 
 
@@ -205,20 +209,6 @@ def read_texts(name: str, split: str, *, data_dir: str | None = None,
                      f"{text_feature!r}") from None
 
 
-def build(name: str, *, data_dir: str | None = None) -> str:
-  """Builds (or checks) an offline corpus; -> its directory."""
-  if not is_offline(name):
-    _check_known(name)
-    raise ValueError(f"dataset: {name!r} is not an offline corpus; known are "
-                     f"{known_corpora()}")
-  data_dir = resolve_data_dir(data_dir)
-  cls = LineCorpus.registry[name.split("/")[0]]
-  _, config = _split_config(name, cls)
-  for split in cls.SPLITS:
-    _read_offline(name, split, data_dir)
-  return _version_dir(data_dir, cls, config)
-
-
 __all__: Sequence[str] = (
-    "CorpusError", "LineCorpus", "build", "known_corpora", "is_offline",
+    "CorpusError", "LineCorpus", "known_corpora", "is_offline",
     "read_texts", "resolve_data_dir", "lines", "ptb")

