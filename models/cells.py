@@ -74,13 +74,19 @@ def _project(params: Params, xs: jax.Array, bias_key: str) -> jax.Array:
 
 
 def _init_weights(key, input_size, hidden_size, num_gates, dtype):
-  """Glorot-uniform input weights; each gate's recurrent block orthogonal."""
+  """LeCun-normal input weights (variance 1/I, as Flax's cells); each gate's
+  recurrent block orthogonal.
+
+  A fan-in init keeps low-dimensional inputs (e.g. the adding problem's 2
+  features) visible to all 4H gate units; Glorot's (I + G*H) fan would
+  shrink them by sqrt(G*H / I).
+  """
   if input_size <= 0 or hidden_size <= 0:
     raise ValueError(
         f"input_size and hidden_size must be positive, got {input_size} and "
         f"{hidden_size}")
   k_ih, k_hh = jax.random.split(key)
-  w_ih = jax.nn.initializers.glorot_uniform()(
+  w_ih = jax.nn.initializers.lecun_normal()(
       k_ih, (input_size, num_gates * hidden_size), dtype)
   blocks = [jax.nn.initializers.orthogonal()(k, (hidden_size, hidden_size), dtype)
             for k in jax.random.split(k_hh, num_gates)]
