@@ -81,6 +81,18 @@ def generated_split(make_batch: BatchMaker, split: str, num_examples: int,
   return batches
 
 
+def generated_data(make_batch: BatchMaker, config):
+  """-> (train stream, {'valid', 'test'} fixed sets) for a generated task.
+
+  Uses config.batch_size, seed, num_eval_examples, eval_batch_size, data_seed.
+  """
+  train = GeneratedBatches(make_batch, config.batch_size, config.seed)
+  evals = {split: generated_split(make_batch, split, config.num_eval_examples,
+                                  config.eval_batch_size, config.data_seed)
+           for split in ("valid", "test")}
+  return train, evals
+
+
 def check_batch(batch: Batch, where: str) -> None:
   """Clear errors for malformed sequence batches, before anything is jitted."""
   if "inputs" not in batch:

@@ -316,6 +316,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   'wall_time_s', 'hardware'}, also written to WORKDIR/summary.json.
   """
   validate_config(config)
+  workdir = os.path.abspath(os.path.expanduser(workdir))  # orbax needs absolute
   task = tasks_lib.build(config)
   os.makedirs(workdir, exist_ok=True)
   _check_resumed_config(workdir, config)

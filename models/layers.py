@@ -95,3 +95,31 @@ class RNN(nn.Module):
         dropout_rate=self.dropout_rate,
         dropout_rng=self.make_rng("dropout") if use_dropout else None,
         unroll=self.unroll)
+
+
+class RecurrentEncoder(nn.Module):
+  """Token ids [B, T] (vocab_size set) or features [B, T, I] -> RNN outputs.
+
+  Embedding (optional), dropout on the inputs, then `RNN`. Returns
+  (ys [B, T, H or 2H], final states per layer). Shared by the N -> 1 and
+  N -> N models.
+  """
+  cell: str
+  hidden_size: int
+  num_layers: int = 1
+  bidirectional: bool = False
+  dropout_rate: float = 0.0
+  vocab_size: int | None = None
+  embed_size: int = 0
+  cell_options: Mapping[str, Any] | None = None
+
+  @nn.compact
+  def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
+    xs = inputs
+    if self.vocab_size is not None:
+      xs = nn.Embed(self.vocab_size, self.embed_size, name="embed")(inputs)
+    xs = nn.Dropout(self.dropout_rate)(xs, deterministic=deterministic)
+    return RNN(cell=self.cell, hidden_size=self.hidden_size,
+               num_layers=self.num_layers, bidirectional=self.bidirectional,
+               dropout_rate=self.dropout_rate, cell_options=self.cell_options,
+               name="rnn")(xs, lengths, deterministic=deterministic)

@@ -67,13 +67,8 @@ def solved(metrics) -> bool:
 
 def build(config) -> base.Task:
   maker = functools.partial(make_batch, seq_len=config.seq_len)
+  train_batches, eval_splits = input_pipeline.generated_data(maker, config)
   return base.Task(
-      model=classifier.SequenceClassifier(
-          cell=config.cell, hidden_size=config.hidden_size, num_outputs=1,
-          num_layers=config.num_layers, cell_options=base.cell_options(config)),
+      model=classifier.SequenceClassifier(base.encoder(config), num_outputs=1),
       loss=loss, summarize=summarize, solved=solved,
-      train_batches=input_pipeline.GeneratedBatches(maker, config.batch_size,
-                                                    config.seed),
-      eval_splits={split: input_pipeline.generated_split(
-          maker, split, config.num_eval_examples, config.eval_batch_size,
-          config.data_seed) for split in ("valid", "test")})
+      train_batches=train_batches, eval_splits=eval_splits)

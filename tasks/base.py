@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import layers
+
 Batch = Mapping[str, Any]
 Sums = dict[str, jax.Array]
 
@@ -94,3 +96,11 @@ def cell_options(config) -> dict[str, Any]:
   return {"lstm": {"forget_bias": config.forget_bias},
           "gru": {"reset_after": config.gru_reset_after},
           "rnn": {"activation": config.rnn_activation}}.get(config.cell, {})
+
+
+def encoder(config, **overrides) -> layers.RecurrentEncoder:
+  """The recurrent encoder described by the shared config keys."""
+  fields = dict(cell=config.cell, hidden_size=config.hidden_size,
+                num_layers=config.num_layers, cell_options=cell_options(config))
+  fields.update(overrides)
+  return layers.RecurrentEncoder(**fields)

@@ -102,15 +102,9 @@ def summarize(totals):
 
 def build(config) -> base.Task:
   maker = functools.partial(make_batch, max_len=config.max_len)
+  train_batches, eval_splits = input_pipeline.generated_data(maker, config)
   return base.Task(
-      model=tagger.SequenceTagger(
-          cell=config.cell, hidden_size=config.hidden_size,
-          num_outputs=len(SYMBOLS), num_layers=config.num_layers,
-          cell_options=base.cell_options(config)),
+      model=tagger.SequenceTagger(base.encoder(config), num_outputs=len(SYMBOLS)),
       loss=loss, summarize=summarize,
       solved=lambda metrics: metrics["wrong_strings"] == 0,
-      train_batches=input_pipeline.GeneratedBatches(maker, config.batch_size,
-                                                    config.seed),
-      eval_splits={split: input_pipeline.generated_split(
-          maker, split, config.num_eval_examples, config.eval_batch_size,
-          config.data_seed) for split in ("valid", "test")})
+      train_batches=train_batches, eval_splits=eval_splits)

@@ -78,15 +78,10 @@ def build(config) -> base.Task:
                      f"{config.variant!r}")
   maker = functools.partial(make_batch, variant=config.variant)
   max_error = config.solved_max_error
+  train_batches, eval_splits = input_pipeline.generated_data(maker, config)
   return base.Task(
       model=classifier.SequenceClassifier(
-          cell=config.cell, hidden_size=config.hidden_size,
-          num_outputs=2 ** len(POSITIONS[config.variant]),
-          num_layers=config.num_layers, cell_options=base.cell_options(config)),
+          base.encoder(config), num_outputs=2 ** len(POSITIONS[config.variant])),
       loss=loss, summarize=summarize,
       solved=lambda metrics: metrics["error_rate"] <= max_error,
-      train_batches=input_pipeline.GeneratedBatches(maker, config.batch_size,
-                                                    config.seed),
-      eval_splits={split: input_pipeline.generated_split(
-          maker, split, config.num_eval_examples, config.eval_batch_size,
-          config.data_seed) for split in ("valid", "test")})
+      train_batches=train_batches, eval_splits=eval_splits)

@@ -83,6 +83,13 @@ def test_resume_gives_the_uninterrupted_run(tmp_path):
   assert read_metrics(tmp_path / "resumed") == read_metrics(tmp_path / "straight")
 
 
+def test_relative_workdir(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  summary = train.train_and_evaluate(CONFIGS["adding"](), "runs/relative")
+  assert summary["step"] == 20
+  assert sorted(os.listdir(tmp_path / "runs" / "relative" / "checkpoints")) == ["10", "20"]
+
+
 def test_example_budget_and_solved_stop(tmp_path):
   config = CONFIGS["adding"]()
   config.num_train_steps = 0
