@@ -41,6 +41,9 @@ class RNN(nn.Module):
     cell_options: passed to the cell factory (e.g. {'forget_bias': 1.0}).
     init_scale: if set, every param is drawn from U(-init_scale, init_scale)
       instead of the cells' default init.
+    learn_initial_state: learn each layer's (and direction's) initial state,
+      shared by all sequences (params `initial_{k}`, zeros at init), instead
+      of starting from zeros. Used when no initial_states are passed.
   """
   cell: str
   hidden_size: int
@@ -50,6 +53,7 @@ class RNN(nn.Module):
   dropout_rate: float = 0.0
   cell_options: Mapping[str, Any] | None = None
   init_scale: float | None = None
+  learn_initial_state: bool = False
   unroll: int = 1
   param_dtype: Any = jnp.float32
 
@@ -70,6 +74,24 @@ class RNN(nn.Module):
       return params
     return init
 
+  def _learned_initial_states(self, cell, batch: int, dtype):
+    """One learned state per layer (a (fwd, bwd) pair if bidirectional)."""
+    template = cell.initial_state(1, self.hidden_size, self.param_dtype)
+
+    def one(name):
+      fields = self.param(name, lambda key: template._asdict())
+      return type(template)(**{
+          k: jnp.broadcast_to(v, (batch, self.hidden_size)).astype(dtype)
+          for k, v in fields.items()})
+    states = []
+    for depth in range(self.num_layers):
+      if self.bidirectional:
+        states.append((one(f"initial_{depth}_forward"),
+                       one(f"initial_{depth}_backward")))
+      else:
+        states.append(one(f"initial_{depth}"))
+    return states
+
   def output_size(self) -> int:
     if self.bidirectional and self.merge == "concat":
       return 2 * self.hidden_size
@@ -88,6 +110,9 @@ class RNN(nn.Module):
     for depth in range(self.num_layers):
       layers.append(self.param(f"layer_{depth}", self._layer_init(cell, input_size)))
       input_size = self.output_size()
+    if initial_states is None and self.learn_initial_state:
+      initial_states = self._learned_initial_states(
+          cell, xs.shape[0], jnp.result_type(xs.dtype, self.param_dtype))
     use_dropout = self.dropout_rate > 0.0 and not deterministic
     return unroll.stacked(
         cell, layers, xs, lengths, bidirectional=self.bidirectional,
@@ -112,6 +137,7 @@ class RecurrentEncoder(nn.Module):
   vocab_size: int | None = None
   embed_size: int = 0
   cell_options: Mapping[str, Any] | None = None
+  learn_initial_state: bool = False
 
   @nn.compact
   def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
@@ -122,4 +148,5 @@ class RecurrentEncoder(nn.Module):
     return RNN(cell=self.cell, hidden_size=self.hidden_size,
                num_layers=self.num_layers, bidirectional=self.bidirectional,
                dropout_rate=self.dropout_rate, cell_options=self.cell_options,
+               learn_initial_state=self.learn_initial_state,
                name="rnn")(xs, lengths, deterministic=deterministic)

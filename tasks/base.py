@@ -101,6 +101,7 @@ def cell_options(config) -> dict[str, Any]:
 def encoder(config, **overrides) -> layers.RecurrentEncoder:
   """The recurrent encoder described by the shared config keys."""
   fields = dict(cell=config.cell, hidden_size=config.hidden_size,
-                num_layers=config.num_layers, cell_options=cell_options(config))
+                num_layers=config.num_layers, cell_options=cell_options(config),
+                learn_initial_state=config.get("learn_initial_state", False))
   fields.update(overrides)
   return layers.RecurrentEncoder(**fields)

@@ -47,3 +47,33 @@ def test_init_scale_and_cell_options():
   with pytest.raises(ValueError, match="unknown cell 'lstn'"):
     layers.RNN(cell="lstn", hidden_size=2).init(jax.random.PRNGKey(0),
                                                 jnp.zeros((1, 2, 3)))
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_learned_initial_state(bidirectional):
+  module = layers.RNN(cell="lstm", hidden_size=4, num_layers=2,
+                      bidirectional=bidirectional, learn_initial_state=True)
+  xs = jax.random.normal(jax.random.PRNGKey(0), (3, 5, 2))
+  lengths = jnp.array([5, 0, 2])
+  variables = module.init(jax.random.PRNGKey(1), xs, lengths)
+  params = variables["params"]
+  names = ["initial_0", "initial_1"]
+  if bidirectional:
+    names = [f"initial_{d}_{w}" for d in (0, 1) for w in ("backward", "forward")]
+  assert sorted(k for k in params if k.startswith("initial")) == names
+  # Zeros at init: the same as no learned state.
+  plain = layers.RNN(cell="lstm", hidden_size=4, num_layers=2,
+                     bidirectional=bidirectional)
+  plain_vars = {"params": {k: v for k, v in params.items() if k.startswith("layer")}}
+  np.testing.assert_allclose(module.apply(variables, xs, lengths)[0],
+                             plain.apply(plain_vars, xs, lengths)[0], atol=1e-6)
+  # A set state is what a zero-length sequence ends in, and gets gradients.
+  key = "initial_0_forward" if bidirectional else "initial_0"
+  params = jax.tree_util.tree_map(lambda a: a, params)
+  params[key] = {"h": jnp.full((1, 4), 0.5), "c": jnp.full((1, 4), -0.25)}
+  _, finals = module.apply({"params": params}, xs, lengths)
+  first = finals[0][0] if bidirectional else finals[0]
+  np.testing.assert_allclose(first.h[1], 0.5)
+  np.testing.assert_allclose(first.c[1], -0.25)
+  grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}, xs, lengths)[0]))(params)
+  assert float(jnp.abs(grads[key]["h"]).sum()) > 0

@@ -33,6 +33,7 @@ def get_config(arg: str | None = None):
   config.learning_rate = 2e-2
   config.grad_clip_norm = 1.0
   config.batch_size = 10
+  config.learn_initial_state = True  # sequences whose first marker is at t=0
   budget = PAPER_SEQUENCES.get(config.seq_len, 740 * config.seq_len)
   config.max_train_examples = budget
   config.num_train_steps = budget // config.batch_size

@@ -16,6 +16,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.rnn_activation = "tanh"    # rnn: tanh | relu
   config.hidden_size = 128
   config.num_layers = 1
+  config.learn_initial_state = False  # learn h0 (and c0) instead of zeros
 
   # Optimisation.
   config.optimizer = "adam"  # sgd | momentum | adam | rmsprop
