@@ -3,8 +3,9 @@
 B = batch, T = time, E = embedding size, H = hidden units, V = vocabulary,
 P = prompt length, S = sampled tokens.
 
-  ids [B, T] -> embedding [B, T, E] -> dropout -> stacked RNN (dropout between
-  layers) -> dropout -> softmax layer [B, T, V]
+  ids [B, T] -> embedding [B, T, E] -> dropout -> stacked RNN
+  (`models.unroll.stacked`, dropout between layers) -> dropout -> softmax
+  layer [B, T, V]
 
 Dropout sits on the non-recurrent connections only (Zaremba et al.); the
 recurrent state is carried from batch to batch: the model takes `carry` (one
@@ -23,13 +24,55 @@ import jax
 import jax.numpy as jnp
 
 from models import cells as cells_lib
-from models import layers
+from models import unroll
 
 
 def _uniform(scale: float):
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -scale, scale)
   return init
+
+
+class _Stack(nn.Module):
+  """Stacked layers through `unroll.stacked`, params under `layer_{k}` as in
+  `models.layers.RNN`; with init_scale the uniform params are drawn
+  directly (no throw-away orthogonal init, which is slow to compile)."""
+  cell: str
+  hidden_size: int
+  num_layers: int
+  dropout_rate: float
+  cell_options: Mapping[str, Any] | None
+  init_scale: float | None
+  unroll: int
+
+  def _layer_init(self, cell, input_size):
+    def init(key):
+      if self.init_scale is None:
+        return cell.init(key, input_size, self.hidden_size)
+      shapes = jax.eval_shape(
+          lambda: cell.init(jax.random.PRNGKey(0), input_size, self.hidden_size))
+      leaves, treedef = jax.tree_util.tree_flatten(shapes)
+      keys = jax.random.split(key, len(leaves))
+      return jax.tree_util.tree_unflatten(treedef, [
+          _uniform(self.init_scale)(k, leaf.shape, leaf.dtype)
+          for k, leaf in zip(keys, leaves)])
+    return init
+
+  @nn.compact
+  def __call__(self, xs, lengths, carry, *, deterministic: bool):
+    """xs [B, T, E], lengths [B] or None -> (ys [B, T, H], finals per layer)."""
+    cell = cells_lib.get_cell(self.cell, **dict(self.cell_options or {}))
+    layer_params, input_size = [], xs.shape[-1]
+    for depth in range(self.num_layers):
+      layer_params.append(self.param(f"layer_{depth}",
+                                     self._layer_init(cell, input_size)))
+      input_size = self.hidden_size
+    use_dropout = self.dropout_rate > 0.0 and not deterministic
+    return unroll.stacked(
+        cell, layer_params, xs, lengths, initial_states=carry,
+        dropout_rate=self.dropout_rate,
+        dropout_rng=self.make_rng("dropout") if use_dropout else None,
+        unroll=self.unroll)
 
 
 class LanguageModel(nn.Module):
@@ -106,11 +149,11 @@ class LanguageModel(nn.Module):
     embedding = self.param("embed", embed_init, (self.vocab_size, embed_size))
     xs = jnp.take(embedding, inputs, axis=0)                 # [B, T, E]
     xs = nn.Dropout(self.dropout_rate)(xs, deterministic=deterministic)
-    ys, new_carry = layers.RNN(
+    ys, new_carry = _Stack(
         cell=self.cell, hidden_size=self.hidden_size, num_layers=self.num_layers,
         dropout_rate=self.dropout_rate, cell_options=self.cell_options,
         init_scale=scale, unroll=self.unroll, name="rnn")(
-            xs, lengths, initial_states=carry, deterministic=deterministic)
+            xs, lengths, carry, deterministic=deterministic)
     ys = nn.Dropout(self.dropout_rate)(ys, deterministic=deterministic)
 
     if self.tie_embeddings:
@@ -147,6 +190,9 @@ def _sample(model, params, prompt, rng, temperature, *, num_tokens, greedy):
   return tokens                                              # [S]
 
 
+_sample_jit = jax.jit(_sample, static_argnames=("model", "num_tokens", "greedy"))
+
+
 def sample(model: LanguageModel, params, prompt: jax.Array, num_tokens: int,
            rng: jax.Array, temperature: float = 1.0) -> jax.Array:
   """Continues `prompt` [P] (ids, P >= 1) by `num_tokens` sampled ids -> [S].
@@ -162,7 +208,11 @@ def sample(model: LanguageModel, params, prompt: jax.Array, num_tokens: int,
     raise ValueError(f"num_tokens: expected a positive integer, got {num_tokens}")
   if temperature < 0:
     raise ValueError(f"temperature: expected a value >= 0, got {temperature}")
-  run = jax.jit(functools.partial(_sample, model),
-                static_argnames=("num_tokens", "greedy"))
+  try:
+    hash(model)
+    run = functools.partial(_sample_jit, model)
+  except TypeError:  # e.g. a dict in cell_options: compile for this call only
+    run = jax.jit(functools.partial(_sample, model),
+                  static_argnames=("num_tokens", "greedy"))
   return run(params, prompt, rng, jnp.float32(max(temperature, 1e-6)),
              num_tokens=num_tokens, greedy=temperature == 0)

@@ -27,6 +27,8 @@ import functools
 import math
 from typing import Any
 
+import flax
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -42,12 +44,22 @@ class LanguageModelTask(base.Task):
   """A Task whose batches carry 'reset' [B] for the model's carried state."""
   vocabulary: Any = None
 
+  def init_params(self, rng, batch):
+    """Jitted, and cached per model (op-by-op init takes seconds on CPU)."""
+    return _init_params(self.model, rng, batch["inputs"], batch.get("lengths"),
+                        self.carry_for(batch))
+
   def apply(self, params, batch, rng, carry=(), *, train: bool):
     """-> (logits [B, T, V], new carry)."""
     return self.model.apply(
         {"params": params}, batch["inputs"], batch.get("lengths"), carry=carry,
         reset=batch.get("reset"), deterministic=not train,
         rngs={"dropout": rng} if train else None)
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _init_params(model, rng, inputs, lengths, carry):
+  return model.init(rng, inputs, lengths, carry=carry)["params"]
 
 
 def token_mask(batch, steps: int) -> jnp.ndarray:
@@ -95,7 +107,8 @@ def build_model(config, vocab_size: int) -> language_model.LanguageModel:
       embed_size=config.embed_size, dropout_rate=config.dropout_rate,
       tie_embeddings=config.tie_embeddings,
       init_scale=config.init_scale or None,
-      cell_options=base.cell_options(config), unroll=config.unroll)
+      cell_options=flax.core.FrozenDict(base.cell_options(config)),
+      unroll=config.unroll)
 
 
 def build(config) -> LanguageModelTask:
