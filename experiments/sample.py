@@ -118,8 +118,8 @@ def main():
   def run(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS["verbosity"].present:
-      logging.set_verbosity(logging.WARNING)
+    if not flags.FLAGS["verbosity"].present:  # orbax warns on read-only opens
+      logging.set_verbosity(logging.ERROR)
     f = flags.FLAGS
     try:
       print(generate(f.workdir, length=f.length, temperature=f.temperature,

@@ -118,6 +118,9 @@ def build(config) -> LanguageModelTask:
   if not 0.0 <= config.dropout_rate < 1.0:
     raise ValueError(f"dropout_rate: expected a value in [0, 1), got "
                      f"{config.dropout_rate}")
+  if config.get("learn_initial_state"):
+    raise ValueError("learn_initial_state: not supported by the language model, "
+                     "whose state is carried from batch to batch")
   splits = {"train": config.train_split, "valid": config.valid_split,
             "test": config.test_split}
   vocab, streams = input_pipeline.load_lm_corpus(

@@ -395,6 +395,10 @@ def test_task_checks_the_token_count(tmp_path):
   with pytest.raises(ValueError, match=r"train_tokens: the config says 100 .* has "
                      r"138 tokens; set --config.train_tokens=138"):
     ptb_task.build(config)
+  with pytest.raises(ValueError, match="learn_initial_state"):
+    ptb_task.build(tiny_config(tmp_path, learn_initial_state=True))
+  with pytest.raises(ValueError, match="loss_over_time"):
+    ptb_task.build(tiny_config(tmp_path, loss_over_time="max"))
 
 
 def _read_metrics(workdir):
