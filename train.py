@@ -325,7 +325,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   first = task.first_batch()
   input_pipeline.check_batch(first, "eval batch")
-  params = task.init_params(init_rng, first)
+  # A copy, so that no two leaves share a buffer (the train step donates them).
+  params = jax.tree_util.tree_map(jnp.copy, task.init_params(init_rng, first))
   state = TrainState(step=jnp.asarray(0, jnp.int32), params=params,
                      opt_state=tx.init(params), rng=train_rng,
                      carry=() if task.initial_carry is None else

@@ -147,8 +147,8 @@ def lstm(forget_bias: float = 1.0) -> Cell:
     return {"w_ih": w_ih, "w_hh": w_hh, "b": b}
 
   def initial_state(batch, hidden_size, dtype=jnp.float32):
-    zeros = _zeros_state(batch, hidden_size, dtype)
-    return LSTMState(zeros, zeros)
+    return LSTMState(_zeros_state(batch, hidden_size, dtype),
+                     _zeros_state(batch, hidden_size, dtype))
 
   def step(params, state, gx_t):
     z = gx_t + state.h @ params["w_hh"]
