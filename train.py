@@ -283,8 +283,14 @@ def _check_resumed_config(workdir: str, config) -> None:
     if differ:
       details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
                           for k in differ[:5])
+      hint = ""
+      if any(k not in saved for k in differ):
+        hint = (f". Keys missing from {path} were added to the project after "
+                f"that run; write them there with the values that reproduce it "
+                f"to resume")
       raise ValueError(f"workdir {workdir} holds a run with a different config "
-                       f"({details}); use a new --workdir or the same config")
+                       f"({details}); use a new --workdir or the same config"
+                       f"{hint}")
   with open(path, "w") as f:
     json.dump(current, f, indent=2, sort_keys=True)
 
