@@ -278,8 +278,11 @@ def _check_resumed_config(workdir: str, config) -> None:
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
+    resumable = set(RESUMABLE_KEYS)
+    if current.get("lr_schedule") == "cosine" and not current.get("lr_decay_steps"):
+      resumable.discard("num_train_steps")  # it sets the cosine horizon
     differ = sorted(k for k in set(saved) | set(current)
-                    if k not in RESUMABLE_KEYS and saved.get(k) != current.get(k))
+                    if k not in resumable and saved.get(k) != current.get(k))
     if differ:
       details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
                           for k in differ[:5])

@@ -31,6 +31,7 @@ def tiny(config, **overrides):
   config.eval_batch_size = 8
   config.progress_bar = False
   config.stop_when_solved = False
+  config.lr_decay_steps = 40     # so that a cosine schedule ignores the budget
   for key, value in overrides.items():
     config[key] = value
   return config
@@ -119,6 +120,12 @@ def test_changed_config_on_resume_is_an_error(tmp_path):
   config.hidden_size = 16
   with pytest.raises(ValueError, match=r"different config \(hidden_size: 8 -> 16\)"):
     train.train_and_evaluate(config, str(tmp_path))
+  # The step budget may grow, unless it is the cosine schedule's horizon.
+  config.hidden_size, config.lr_decay_steps = 8, 0
+  train.train_and_evaluate(config, str(tmp_path / "cosine"))
+  config.num_train_steps = 30
+  with pytest.raises(ValueError, match=r"num_train_steps: 20 -> 30"):
+    train.train_and_evaluate(config, str(tmp_path / "cosine"))
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path):
