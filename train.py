@@ -331,6 +331,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   _check_resumed_config(workdir, config)
 
   tx = make_optimizer(config)
+  schedule = make_schedule(config)  # for reporting the rate in use
   init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
   first = task.first_batch()
   input_pipeline.check_batch(first, "eval batch")
@@ -390,7 +391,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     if window:
       train_metrics = {k: float(np.mean(np.concatenate([w[k] for w in window])))
                        for k in window[0]}
-      train_metrics["learning_rate"] = float(make_schedule(config)(step - 1))
+      train_metrics["learning_rate"] = float(schedule(step - 1))
       writer.write(step, "train", {**train_metrics, "examples_seen": examples})
       window = []
     results = evaluate(task, eval_step, state.eval_params())

@@ -232,16 +232,3 @@ def get_cell(name: str, **options) -> Cell:
   except TypeError as e:
     raise ValueError(f"cell {name!r}: bad options {options}: {e}") from None
 
-
-def cell_names() -> list[str]:
-  return sorted(_FACTORIES)
-
-
-def hidden_size_of(params: Params) -> int:
-  """H, read from w_hh [H, G*H]."""
-  return params["w_hh"].shape[0]
-
-
-def input_size_of(params: Params) -> int:
-  """I, read from w_ih [I, G*H]."""
-  return params["w_ih"].shape[0]
