@@ -9,6 +9,9 @@ _TASKS = {
     "temporal_order": "tasks.temporal_order",
     "reber": "tasks.reber",
     "ptb": "tasks.ptb",
+    "addition": "tasks.addition",
+    "reversal": "tasks.reversal",
+    "nmt": "tasks.nmt",
 }
 
 

@@ -1,0 +1,6 @@
+"""python -m experiments.reversal --workdir=DIR [--config=experiments/configs/reversal.py[:ARG]]"""
+
+from experiments import launch
+
+if __name__ == "__main__":
+  launch.main("experiments/configs/reversal.py")

@@ -1,0 +1,187 @@
+"""Translates stdin lines with a trained seq2seq checkpoint, or scores it.
+
+  echo "Open the file" | python -m experiments.translate --workdir=workdirs/nmt_attention
+  python -m experiments.translate --workdir=workdirs/addition3 --beam_size=1 <<< "123+45"
+  python -m experiments.translate --workdir=workdirs/nmt_attention --evaluate [--split=test]
+
+Reads WORKDIR/config.json, rebuilds the model and its vocabularies (nmt:
+the subword model, rebuilt from the corpus if missing), restores the latest
+(or --step) checkpoint (its moving average when the run kept one) and
+decodes each input line with beam search (--beam_size, default the config's;
+1 = greedy). One output line per input line, always: an empty input gives an
+empty line; unknown characters, over-long inputs (cut to config.max_tokens,
+or the toy task's source length) and outputs cut at the maximum length are
+reported on stderr as "line N: ...". --evaluate decodes a split greedily and
+with the beam instead and writes WORKDIR/bleu_<split>.json plus the
+hypotheses (nmt only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import app, flags, logging
+
+import tasks as tasks_lib
+import train
+from tasks import decoding
+from tasks import seq2seq as seq2seq_task
+
+SEQ2SEQ_TASKS = ("nmt", "addition", "reversal")
+
+
+@dataclasses.dataclass
+class Loaded:
+  config: Any
+  model: Any
+  params: Any
+  source_vocab: Any
+  target_vocab: Any
+  step: int
+
+
+def _max_source_tokens(config) -> int:
+  if config.task == "nmt":
+    return config.max_tokens
+  if config.task == "addition":
+    return 2 * config.num_digits + 1
+  return config.max_len
+
+
+def load(workdir: str, step: int | None = None) -> Loaded:
+  """Config, model, params and vocabularies from a training workdir."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError(f"workdir: {workdir} has no config.json (is it a training "
+                     f"workdir?)")
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if config.task not in SEQ2SEQ_TASKS:
+    raise ValueError(f"workdir: {workdir} holds task {config.task!r}, not one "
+                     f"of the seq2seq tasks {SEQ2SEQ_TASKS}")
+  module = importlib.import_module(tasks_lib._TASKS[config.task])  # pylint: disable=protected-access
+  source_vocab, target_vocab = module.vocabularies(config)
+  model = seq2seq_task.build_model(config, source_vocab.size, target_vocab.size)
+  dummy = seq2seq_task.make_batch([[3]], [[3]], 1, 2)
+  params = seq2seq_task._init_params(  # pylint: disable=protected-access
+      model, jax.random.PRNGKey(0), dummy["inputs"], dummy["lengths"],
+      dummy["decoder_inputs"])
+  tx = train.make_optimizer(config)
+  like = train.TrainState(
+      step=jnp.asarray(0, jnp.int32), params=params, opt_state=tx.init(params),
+      rng=jax.random.PRNGKey(0),
+      ema_params=params if config.get("ema_decay", 0.0) > 0 else ())
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                         cleanup_tmp_directories=False)
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  with ocp.CheckpointManager(directory, options=options) as manager:
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise ValueError(f"workdir: {workdir} has no checkpoint yet")
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract)))
+    except Exception as e:  # orbax raises many types for damaged files
+      raise train.CheckpointError(
+          f"checkpoint {step} in {directory} cannot be restored "
+          f"({type(e).__name__})") from e
+  return Loaded(config, model, restored["state"].eval_params(), source_vocab,
+                target_vocab, int(step))
+
+
+def translate_lines(loaded: Loaded, lines, *, beam_size: int | None = None,
+                    batch_size: int = 64) -> list[decoding.Translation]:
+  config = loaded.config
+  return decoding.translate_texts(
+      loaded.model, loaded.params, loaded.source_vocab, loaded.target_vocab,
+      [line.rstrip("\n") for line in lines],
+      beam_size=beam_size or config.beam_size,
+      max_source_tokens=_max_source_tokens(config),
+      max_decode_len=config.max_decode_len, alpha=config.length_alpha,
+      batch_size=batch_size)
+
+
+def evaluate_and_write(workdir: str, split: str = "test",
+                       step: int | None = None) -> dict:
+  """BLEU of greedy and beam decoding on a split -> WORKDIR/bleu_<split>.json."""
+  from tasks import nmt  # pylint: disable=g-import-not-at-top
+  loaded = load(workdir, step)
+  if loaded.config.task != "nmt":
+    raise ValueError(f"--evaluate: BLEU is for the nmt task, {workdir} holds "
+                     f"{loaded.config.task!r}")
+  key = {"test": "test_split", "valid": "valid_split",
+         "validation": "valid_split"}.get(split)
+  if key is None:
+    raise ValueError(f"split: expected 'test' or 'valid', got {split!r}")
+  beams = sorted({1, int(loaded.config.beam_size)})
+  report = nmt.bleu_report(loaded.config, loaded.model, loaded.params,
+                           split_key=key, beam_sizes=beams,
+                           max_sentences=loaded.config.get("bleu_max_sentences", 0))
+  report["step"] = loaded.step
+  report["workdir"] = os.path.abspath(workdir)
+  for name, decode in report["decodes"].items():
+    with open(os.path.join(workdir, f"hypotheses_{split}_{name}.txt"), "w") as f:
+      f.write("\n".join(decode.pop("hypotheses")) + "\n")
+  with open(os.path.join(workdir, f"bleu_{split}.json"), "w") as f:
+    json.dump(report, f, indent=2)
+  return report
+
+
+def format_report(report: dict) -> str:
+  lines = [f"{report['split']} ({report['sentences']} sentences, step "
+           f"{report.get('step')}):"]
+  for name, decode in report["decodes"].items():
+    by_length = ", ".join(f"{r['words']}w:{r['bleu']:.1f}" for r in decode["by_length"])
+    lines.append(f"  {name}: BLEU {decode['bleu']:.2f} chrF {decode['chrf']:.2f} "
+                 f"({decode['decode_seconds']} s) | by source words: {by_length}")
+  return "\n".join(lines)
+
+
+def main():
+  flags.DEFINE_string("workdir", None, "A seq2seq training workdir.", required=True)
+  flags.DEFINE_integer("beam_size", None, "Beam width (default: the config's; "
+                       "1 = greedy).")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_bool("evaluate", False, "Score a split with BLEU instead of "
+                    "translating stdin (nmt only).")
+  flags.DEFINE_string("split", "test", "With --evaluate: 'test' or 'valid'.")
+
+  def run(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not flags.FLAGS["verbosity"].present:  # orbax warns on read-only opens
+      logging.set_verbosity(logging.ERROR)
+    f = flags.FLAGS
+    try:
+      if f.evaluate:
+        print(format_report(evaluate_and_write(f.workdir, f.split, f.step)))
+        return
+      if f.beam_size is not None and f.beam_size < 1:
+        raise ValueError(f"--beam_size: expected a positive integer, got {f.beam_size}")
+      loaded = load(f.workdir, f.step)
+      lines = sys.stdin.read().splitlines()
+      for number, result in enumerate(
+          translate_lines(loaded, lines, beam_size=f.beam_size), start=1):
+        if result.note:
+          print(f"line {number}: {result.note}", file=sys.stderr)
+        print(result.text)
+    except (ValueError, train.CheckpointError) as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
+
+  app.run(run)
+
+
+if __name__ == "__main__":
+  main()

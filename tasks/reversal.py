@@ -1,0 +1,65 @@
+"""Sequence reversal: "abcde" -> "edcba" (a standard seq2seq sanity task).
+
+Sources are strings of 1..max_len symbols drawn uniformly from the first
+num_symbols letters of the alphabet (lengths uniform); the target is the
+source reversed. Training, validation and test strings come from separate
+seed streams (input_pipeline.stream_rng); with the default 10 symbols and
+lengths up to 12 the space is ~10**12 strings, so held-out strings are
+almost surely unseen.
+
+Without attention the whole string must pass through the fixed vector;
+reversing the source (reverse_source=True) turns the task into copying with
+the first output next to the last input read, the effect Sutskever et al.
+2014 reported.
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+
+import numpy as np
+
+import input_pipeline
+from tasks import seq2seq
+
+
+def vocabulary(num_symbols: int) -> seq2seq.CharVocabulary:
+  if not 2 <= num_symbols <= 26:
+    raise ValueError(f"num_symbols: expected an integer in [2, 26], got "
+                     f"{num_symbols}")
+  return seq2seq.CharVocabulary(string.ascii_lowercase[:num_symbols])
+
+
+def make_batch(rng: np.random.Generator, batch_size: int, *, max_len: int,
+               num_symbols: int):
+  """A seq2seq batch of random strings and their reversals."""
+  vocab = vocabulary(num_symbols)
+  lengths = rng.integers(1, max_len + 1, batch_size)
+  sources, targets = [], []
+  for length in lengths:
+    ids = (rng.integers(0, num_symbols, length) + len(seq2seq.SPECIAL_TOKENS)).tolist()
+    sources.append(ids)
+    targets.append(ids[::-1])
+  return seq2seq.make_batch(sources, targets, max_len, max_len + 1)
+
+
+def build(config) -> seq2seq.Seq2seqTask:
+  if config.max_len < 1:
+    raise ValueError(f"max_len: expected a positive integer, got {config.max_len}")
+  vocab = vocabulary(config.num_symbols)
+  maker = functools.partial(make_batch, max_len=config.max_len,
+                            num_symbols=config.num_symbols)
+  train, evals = input_pipeline.generated_data(maker, config)
+  return seq2seq.Seq2seqTask(
+      model=seq2seq.build_model(config, vocab.size, vocab.size),
+      loss=seq2seq.loss, summarize=seq2seq.summarize,
+      solved=seq2seq.sequence_solved(config.solved_accuracy),
+      train_batches=train, eval_splits=evals,
+      source_vocab=vocab, target_vocab=vocab)
+
+
+def vocabularies(config):
+  """(source, target) vocabularies, without building the data."""
+  vocab = vocabulary(config.num_symbols)
+  return vocab, vocab
