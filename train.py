@@ -26,6 +26,7 @@ import time
 from typing import Any
 
 import flax
+import ml_collections
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -318,6 +319,65 @@ def validate_config(config) -> None:
 # ----------------------------------------------------------------------------
 # The loop.
 
+def initial_state(config, task, tx) -> TrainState:
+  """The train state before step 0 (also the template checkpoints restore into)."""
+  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
+  first = task.first_batch()
+  input_pipeline.check_batch(first, "eval batch")
+  # A copy, so that no two leaves share a buffer (the train step donates them).
+  params = jax.tree_util.tree_map(jnp.copy, task.init_params(init_rng, first))
+  return TrainState(step=jnp.asarray(0, jnp.int32), params=params,
+                    opt_state=tx.init(params), rng=train_rng,
+                    carry=() if task.initial_carry is None else
+                    task.initial_carry(config.batch_size),
+                    ema_params=jax.tree_util.tree_map(jnp.copy, params)
+                    if config.get("ema_decay", 0.0) > 0 else ())
+
+
+def load_trained(workdir: str, step: int | None = None,
+                 overrides: dict[str, Any] | None = None):
+  """A trained run, read-only: -> (config, task, eval params, step).
+
+  Reads WORKDIR/config.json, applies `overrides` (existing keys only: e.g.
+  {'eval_batch_size': 1}), rebuilds the task and restores checkpoint `step`
+  (default: the latest). The params are the ones evaluations use (the EMA
+  when the run kept one). Safe while the run is still training.
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError(f"workdir: {workdir} has no config.json (is it a training "
+                     f"workdir?)")
+  with open(path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  for key, value in (overrides or {}).items():
+    if key not in config:
+      raise ValueError(f"override {key!r}: not a key of the run's config; keys "
+                       f"are {sorted(config)}")
+    config[key] = value
+  task = tasks_lib.build(config)
+  like = initial_state(config, task, make_optimizer(config))
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                         cleanup_tmp_directories=False)
+  directory = os.path.join(workdir, "checkpoints")
+  with ocp.CheckpointManager(directory, options=options) as manager:
+    available = list(manager.all_steps())
+    step = manager.latest_step() if step is None else step
+    if step is None:
+      raise ValueError(f"workdir: {workdir} has no checkpoint yet")
+    if step not in available:
+      raise ValueError(f"step: no checkpoint {step} in {directory}; there are "
+                       f"{sorted(available)}")
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+    try:
+      restored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract)))
+    except Exception as e:  # orbax raises many types for damaged files
+      raise CheckpointError(f"checkpoint {step} in {directory} cannot be "
+                            f"restored ({type(e).__name__})") from e
+  return config, task, restored["state"].eval_params(), step
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """Trains config.task until a budget or the solved criterion; returns summary.
 
@@ -332,17 +392,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
 
   tx = make_optimizer(config)
   schedule = make_schedule(config)  # for reporting the rate in use
-  init_rng, train_rng = jax.random.split(jax.random.PRNGKey(config.seed))
-  first = task.first_batch()
-  input_pipeline.check_batch(first, "eval batch")
-  # A copy, so that no two leaves share a buffer (the train step donates them).
-  params = jax.tree_util.tree_map(jnp.copy, task.init_params(init_rng, first))
-  state = TrainState(step=jnp.asarray(0, jnp.int32), params=params,
-                     opt_state=tx.init(params), rng=train_rng,
-                     carry=() if task.initial_carry is None else
-                     task.initial_carry(config.batch_size),
-                     ema_params=jax.tree_util.tree_map(jnp.copy, params)
-                     if config.get("ema_decay", 0.0) > 0 else ())
+  state = initial_state(config, task, tx)
 
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"),
                             config.max_checkpoints_to_keep)

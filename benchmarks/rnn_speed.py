@@ -1,7 +1,7 @@
 """LSTM/GRU layer speed: this project vs Flax's nn.RNN vs PyTorch (if installed).
 
   python -m benchmarks.rnn_speed [--cells=lstm,gru] [--shapes=small,big] \
-      [--rounds=7] [--modes=train,forward]
+      [--rounds=7] [--modes=train,forward] [--layouts=single,bidirectional,stacked2]
 
 Shapes (float32): small B=32 T=100 I=128 H=256; big B=64 T=200 I=512 H=512.
 "train" is forward + backward through time (grads of sum(ys) w.r.t. params
@@ -35,6 +35,11 @@ flags.DEFINE_list("shapes", ["small", "big"], "Shapes to time.")
 flags.DEFINE_list("modes", ["train", "forward"], "train and/or forward.")
 flags.DEFINE_integer("rounds", 7, "Interleaved rounds (median is reported).")
 flags.DEFINE_integer("calls", 3, "Calls per implementation per round.")
+flags.DEFINE_list("layouts", ["single"], "single: one layer; bidirectional: "
+                  "one bidirectional layer (outputs concatenated); stacked2: "
+                  "two stacked layers.")
+flags.DEFINE_bool("one_chain", True, "Also time ours with chains=1 (the "
+                  "batch-chain lever off).")
 
 SHAPES = {"small": (32, 100, 128, 256), "big": (64, 200, 512, 512)}
 
@@ -43,16 +48,27 @@ def _block(x):
   return jax.tree_util.tree_map(lambda a: a.block_until_ready(), x)
 
 
-def ours(cell_name: str, shape, mode: str) -> Callable[[], object]:
+def ours(cell_name: str, shape, mode: str, layout: str = "single",
+         chains: int | None = None) -> Callable[[], object]:
   batch, steps, inputs, hidden = shape
   cell = cells.get_cell(cell_name)
-  params = cell.init(jax.random.PRNGKey(0), inputs, hidden)
+  keys = jax.random.split(jax.random.PRNGKey(0), 4)
+  if layout == "single":
+    params = cell.init(keys[0], inputs, hidden)
+    apply = lambda p, x: unroll.rnn(cell, p, x, chains=chains)[0]
+  elif layout == "bidirectional":
+    params = {"forward": cell.init(keys[0], inputs, hidden),
+              "backward": cell.init(keys[1], inputs, hidden)}
+    apply = lambda p, x: unroll.bidirectional(cell, p, x, chains=chains)[0]
+  else:
+    params = [cell.init(keys[0], inputs, hidden),
+              cell.init(keys[1], hidden, hidden)]
+    apply = lambda p, x: unroll.stacked(cell, p, x, chains=chains)[0]
   xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, inputs))
 
   def loss(p, x):
-    return jnp.sum(unroll.rnn(cell, p, x)[0])
-  fn = jax.jit(jax.grad(loss, argnums=(0, 1)) if mode == "train" else
-               (lambda p, x: unroll.rnn(cell, p, x)[0]))
+    return jnp.sum(apply(p, x))
+  fn = jax.jit(jax.grad(loss, argnums=(0, 1)) if mode == "train" else apply)
   return lambda: _block(fn(params, xs))
 
 
@@ -60,9 +76,25 @@ _FLAX_CELLS = {"lstm": nn.LSTMCell, "lstm_optimized": nn.OptimizedLSTMCell,
                "gru": nn.GRUCell}
 
 
-def flax_rnn(flax_cell: str, shape, mode: str) -> Callable[[], object]:
+class _FlaxStack(nn.Module):
+  cell: str
+  hidden: int
+  layout: str
+
+  @nn.compact
+  def __call__(self, x):
+    make = lambda: nn.RNN(_FLAX_CELLS[self.cell](features=self.hidden))
+    if self.layout == "single":
+      return make()(x)
+    if self.layout == "bidirectional":
+      return nn.Bidirectional(make(), make())(x)
+    return make()(make()(x))
+
+
+def flax_rnn(flax_cell: str, shape, mode: str,
+             layout: str = "single") -> Callable[[], object]:
   batch, steps, inputs, hidden = shape
-  layer = nn.RNN(_FLAX_CELLS[flax_cell](features=hidden))
+  layer = _FlaxStack(flax_cell, hidden, layout)
   xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, inputs))
   params = layer.init(jax.random.PRNGKey(0), xs)
 
@@ -73,11 +105,13 @@ def flax_rnn(flax_cell: str, shape, mode: str) -> Callable[[], object]:
   return lambda: _block(fn(params, xs))
 
 
-def torch_rnn(cell_name: str, shape, mode: str) -> Callable[[], object]:
+def torch_rnn(cell_name: str, shape, mode: str,
+              layout: str = "single") -> Callable[[], object]:
   import torch  # pylint: disable=g-import-not-at-top
   batch, steps, inputs, hidden = shape
   module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell_name](
-      inputs, hidden, batch_first=True)
+      inputs, hidden, batch_first=True, bidirectional=layout == "bidirectional",
+      num_layers=2 if layout == "stacked2" else 1)
   xs = torch.randn(batch, steps, inputs, requires_grad=(mode == "train"))
 
   def run():
@@ -103,11 +137,16 @@ def gemm_peak_flops() -> float:
   return 2 * 2048 ** 3 / min(times)
 
 
-def model_flops(cell_name: str, shape, mode: str) -> float:
-  """Matmul FLOPs of one call: 2*B*T*(I+H)*G*H forward, x3 with backward."""
+def model_flops(cell_name: str, shape, mode: str, layout: str = "single") -> float:
+  """Matmul FLOPs of one call: 2*B*T*(I+H)*G*H forward per layer and
+  direction, x3 with backward."""
   batch, steps, inputs, hidden = shape
   gates = {"lstm": 4, "gru": 3}[cell_name]
   forward = 2 * batch * steps * (inputs + hidden) * gates * hidden
+  if layout == "bidirectional":
+    forward *= 2
+  elif layout == "stacked2":
+    forward += 2 * batch * steps * 2 * hidden * gates * hidden
   return forward * (3 if mode == "train" else 1)
 
 
@@ -139,25 +178,30 @@ def main(argv):
   peak = gemm_peak_flops()
   print(f"device: {jax.devices()[0].device_kind}; GEMM peak here: "
         f"{peak / 1e9:.0f} GFLOP/s; torch: {'yes' if have_torch else 'no'}")
-  print("| cell | shape | mode | implementation | ms/call | % GEMM peak | "
-        "ours / this |")
-  print("|---|---|---|---|---|---|---|")
+  print("| cell | layout | shape | mode | implementation | ms/call | "
+        "% GEMM peak | ours / this |")
+  print("|---|---|---|---|---|---|---|---|")
   for cell_name in flags.FLAGS.cells:
-    for shape_name in flags.FLAGS.shapes:
-      shape = SHAPES[shape_name]
-      for mode in flags.FLAGS.modes:
-        impls = {"ours": ours(cell_name, shape, mode)}
-        flax_names = ["lstm", "lstm_optimized"] if cell_name == "lstm" else ["gru"]
-        for flax_name in flax_names:
-          impls[f"flax {flax_name}"] = flax_rnn(flax_name, shape, mode)
-        if have_torch:
-          impls["torch"] = torch_rnn(cell_name, shape, mode)
-        medians = time_interleaved(impls, flags.FLAGS.rounds, flags.FLAGS.calls)
-        flops = model_flops(cell_name, shape, mode)
-        for name, seconds in medians.items():
-          print(f"| {cell_name} | {shape_name} | {mode} | {name} | "
-                f"{seconds * 1e3:.2f} | {100 * flops / seconds / peak:.0f}% | "
-                f"{seconds / medians['ours']:.2f}x |", flush=True)
+    for layout in flags.FLAGS.layouts:
+      for shape_name in flags.FLAGS.shapes:
+        shape = SHAPES[shape_name]
+        for mode in flags.FLAGS.modes:
+          impls = {"ours": ours(cell_name, shape, mode, layout)}
+          if flags.FLAGS.one_chain:
+            impls["ours chains=1"] = ours(cell_name, shape, mode, layout, 1)
+          flax_names = (["lstm", "lstm_optimized"] if cell_name == "lstm"
+                        else ["gru"])
+          for flax_name in flax_names:
+            impls[f"flax {flax_name}"] = flax_rnn(flax_name, shape, mode, layout)
+          if have_torch:
+            impls["torch"] = torch_rnn(cell_name, shape, mode, layout)
+          medians = time_interleaved(impls, flags.FLAGS.rounds,
+                                     flags.FLAGS.calls)
+          flops = model_flops(cell_name, shape, mode, layout)
+          for name, seconds in medians.items():
+            print(f"| {cell_name} | {layout} | {shape_name} | {mode} | {name} | "
+                  f"{seconds * 1e3:.2f} | {100 * flops / seconds / peak:.0f}% | "
+                  f"{seconds / medians['ours']:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,19 +12,14 @@ separated by spaces, characters joined; '<eos>' becomes a line break.
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 import jax
 import jax.numpy as jnp
-import ml_collections
-import orbax.checkpoint as ocp
 from absl import app, flags, logging
 
 import corpora
 import input_pipeline
-import tasks as tasks_lib
 import train
 from models import language_model
 from tasks import ptb as ptb_task
@@ -32,39 +27,11 @@ from tasks import ptb as ptb_task
 
 def load(workdir: str, step: int | None = None):
   """-> (config, task, params, step) from a workdir written by train.py."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise ValueError(f"workdir: {workdir} has no config.json (is it a training "
-                     f"workdir?)")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  task = tasks_lib.build(config)
+  config, task, params, step = train.load_trained(workdir, step)
   if not isinstance(task, ptb_task.LanguageModelTask):
     raise ValueError(f"workdir: {workdir} holds task {config.task!r}, not a "
                      f"language model")
-  tx = train.make_optimizer(config)
-  params = task.init_params(jax.random.PRNGKey(0), task.first_batch())
-  like = train.TrainState(step=jnp.asarray(0, jnp.int32), params=params,
-                          opt_state=tx.init(params), rng=jax.random.PRNGKey(0),
-                          carry=task.initial_carry(config.batch_size))
-  # Read-only: a run may still be training (and writing) in this workdir.
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False,
-                                         cleanup_tmp_directories=False)
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  with ocp.CheckpointManager(directory, options=options) as manager:
-    step = manager.latest_step() if step is None else step
-    if step is None:
-      raise ValueError(f"workdir: {workdir} has no checkpoint yet")
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
-    try:
-      restored = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract)))
-    except Exception as e:  # orbax raises many types for damaged files
-      raise train.CheckpointError(
-          f"checkpoint {step} in {directory} cannot be restored "
-          f"({type(e).__name__})") from e
-  state = restored["state"]
-  return config, task, state.params, step
+  return config, task, params, step
 
 
 def _char_tokens(config) -> bool:

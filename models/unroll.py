@@ -17,7 +17,6 @@ Lengths semantics (per sequence b, with L = lengths[b]):
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import jax
@@ -25,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import cells as cells_lib
+from models import fused
 
 Params = cells_lib.Params
 
@@ -122,7 +122,8 @@ def _time_mask(lengths: jax.Array, max_len: int) -> jax.Array:
 def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
         lengths: jax.Array | None = None, *, reverse: bool = False,
         initial_state: Any = None, unroll: int = 1,
-        implementation: str = "auto") -> tuple[jax.Array, Any]:
+        implementation: str = "auto",
+        chains: int | None = None) -> tuple[jax.Array, Any]:
   """Runs `cell` over a batch of padded sequences with one `lax.scan`.
 
   Args:
@@ -135,9 +136,14 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
     initial_state: optional state (e.g. LSTMState(h [B, H], c [B, H])); zeros
       by default.
     unroll: steps per scan iteration, passed to `lax.scan`.
-    implementation: 'auto' uses the fused LSTM (hand-written backward pass,
-      see `fused_lstm`) for cells named 'lstm'; 'scan' forces the generic
-      scan differentiated by JAX. Both compute the same numbers.
+    implementation: 'auto' uses the hand-differentiated recurrences of
+      `models.fused` for the LSTM and the reset_after GRU (cells named 'lstm'
+      and 'gru'); 'scan' forces the generic scan of `cell.step`,
+      differentiated by JAX. Both compute the same numbers.
+    chains: (fused path only) split the batch into this many independent
+      slices advanced side by side in one scan, so the CPU runs them on
+      different cores; None picks `fused.auto_chains(B)` (one per core on
+      CPU, 1 on accelerators). Results do not depend on it.
 
   Returns:
     ys: [B, T, H] outputs in the input's time order, zero on padding.
@@ -162,10 +168,20 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
     xs_tm = reverse_within_length(xs_tm, lengths)
   gx = cell.project(params, xs_tm)                           # [T, B, G*H]
 
-  if cell.name == "lstm" and implementation == "auto":
+  use_fused = implementation == "auto" and cell.name in ("lstm", "gru")
+  if use_fused:
     mask = None if lengths is None else _time_mask(lengths, max_len)
-    ys, final_state = fused_lstm(params["w_hh"], gx, mask, initial_state,
-                                 unroll=unroll)
+    chains = fused.auto_chains(batch) if chains is None else chains
+    if batch == 0:
+      chains = 1
+    if cell.name == "lstm":
+      ys, h, c = fused.lstm(params["w_hh"], gx, mask, initial_state.h,
+                            initial_state.c, unroll=unroll, chains=chains)
+      final_state = cells_lib.LSTMState(h, c)
+    else:
+      ys, h = fused.gru(params["w_hh"], params["b_hh"], gx, mask,
+                        initial_state.h, unroll=unroll, chains=chains)
+      final_state = cells_lib.HiddenState(h)
   elif lengths is None:
     def body(state, gx_t):
       return cell.step(params, state, gx_t)
@@ -189,125 +205,6 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
 
 
 # ----------------------------------------------------------------------------
-# Fused LSTM: the same recurrence with a hand-written backward pass.
-#
-# Autodiff through the scan above accumulates dW_hh one [H, 4H] outer product
-# per step inside the backward loop. Here the backward scan computes only the
-# gate gradients dG_t and dG_t @ W_hh^T; dW_hh is then one [H, T*B] x
-# [T*B, 4H] matmul after the loop, and dW_ih, db, dx follow from autodiff of
-# the hoisted projection (also single matmuls). All four gate activations come
-# from one tanh pass: sigmoid(z) = 0.5 * tanh(z / 2) + 0.5, with the 1/2
-# folded into gx and W_hh's i, f, o columns before the loop.
-
-def _gate_affine(hidden: int, dtype):
-  """Per-column (scale, offset) with act = offset + scale * tanh(scale * z)."""
-  half = jnp.full((hidden,), 0.5, dtype)
-  one = jnp.ones((hidden,), dtype)
-  scale = jnp.concatenate([half, half, one, half])            # i, f, g, o
-  offset = jnp.concatenate([half, half, 0.0 * one, half])
-  return scale, offset
-
-
-def _fused_lstm_forward(w_hh, gx, mask, h0, c0, unroll):
-  hidden = h0.shape[-1]
-  scale, offset = _gate_affine(hidden, gx.dtype)
-  w_scaled = w_hh * scale[None, :]
-  gx_scaled = gx * scale[None, None, :]
-
-  def body(carry, inputs):
-    h, c = carry
-    if mask is None:
-      gx_t = inputs
-    else:
-      gx_t, real_t = inputs
-    acts = offset[None, :] + scale[None, :] * jnp.tanh(gx_t + h @ w_scaled)
-    i, f, g, o = jnp.split(acts, 4, axis=-1)
-    c_new = f * c + i * g
-    tanh_c = jnp.tanh(c_new)
-    h_new = o * tanh_c
-    if mask is not None:
-      keep = real_t[:, None]
-      h_new, c_new, y = (jnp.where(keep, h_new, h), jnp.where(keep, c_new, c),
-                         jnp.where(keep, h_new, jnp.zeros_like(h_new)))
-    else:
-      y = h_new
-    return (h_new, c_new), (y, acts, tanh_c, h_new, c_new)
-
-  xs = gx_scaled if mask is None else (gx_scaled, mask)
-  (h, c), (ys, acts, tanh_c, hs, cs) = jax.lax.scan(body, (h0, c0), xs,
-                                                    unroll=unroll)
-  return ys, h, c, (acts, tanh_c, hs, cs)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _fused_lstm(w_hh, gx, mask, h0, c0, unroll):
-  ys, h, c, _ = _fused_lstm_forward(w_hh, gx, mask, h0, c0, unroll)
-  return ys, h, c
-
-
-def _fused_lstm_fwd(w_hh, gx, mask, h0, c0, unroll):
-  ys, h, c, saved = _fused_lstm_forward(w_hh, gx, mask, h0, c0, unroll)
-  return (ys, h, c), (w_hh, mask, h0, c0, saved)
-
-
-def _fused_lstm_bwd(unroll, residuals, cotangents):
-  w_hh, mask, h0, c0, (acts, tanh_c, hs, cs) = residuals
-  d_ys, d_h, d_c = cotangents
-  hidden = h0.shape[-1]
-  c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)      # [T, B, H]
-  w_hh_t = w_hh.T
-
-  def body(carry, inputs):
-    dh, dc = carry
-    if mask is None:
-      dy, act, tc, cp = inputs
-    else:
-      dy, act, tc, cp, real_t = inputs
-      keep = real_t[:, None]
-      dy = jnp.where(keep, dy, jnp.zeros_like(dy))
-    i, f, g, o = jnp.split(act, 4, axis=-1)
-    dh_total = dh + dy
-    dc_total = dc + dh_total * o * (1.0 - tc * tc)
-    d_gates = jnp.concatenate([
-        dc_total * g * i * (1.0 - i),
-        dc_total * cp * f * (1.0 - f),
-        dc_total * i * (1.0 - g * g),
-        dh_total * tc * o * (1.0 - o)], axis=-1)              # [B, 4H]
-    dh_prev = d_gates @ w_hh_t
-    dc_prev = dc_total * f
-    if mask is not None:
-      d_gates = jnp.where(keep, d_gates, jnp.zeros_like(d_gates))
-      dh_prev = jnp.where(keep, dh_prev, dh)
-      dc_prev = jnp.where(keep, dc_prev, dc)
-    return (dh_prev, dc_prev), d_gates
-
-  xs = (d_ys, acts, tanh_c, c_prev) + (() if mask is None else (mask,))
-  (dh0, dc0), d_gx = jax.lax.scan(body, (d_h, d_c), xs, reverse=True,
-                                  unroll=unroll)
-  h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)      # [T, B, H]
-  d_w_hh = h_prev.reshape(-1, hidden).T @ d_gx.reshape(-1, 4 * hidden)
-  return d_w_hh, d_gx, None, dh0, dc0
-
-
-_fused_lstm.defvjp(_fused_lstm_fwd, _fused_lstm_bwd)
-
-
-def fused_lstm(w_hh: jax.Array, gx: jax.Array, mask: jax.Array | None,
-               initial_state: cells_lib.LSTMState, *, unroll: int = 1):
-  """The LSTM recurrence over precomputed input gates, hand-differentiated.
-
-  Args:
-    w_hh: [H, 4H]; gx: [T, B, 4H] = x W_ih + b, time-major; mask: [T, B]
-      bool (True on real steps) or None; initial_state: LSTMState [B, H].
-  Returns:
-    ys [T, B, H] (zero where masked) and the final LSTMState.
-  """
-  ys, h, c = _fused_lstm(w_hh, gx, mask, initial_state.h, initial_state.c,
-                         unroll)
-  return ys, cells_lib.LSTMState(h, c)
-
-
-# ----------------------------------------------------------------------------
 # Compositions built on `rnn`.
 
 _MERGES = ("concat", "sum")
@@ -316,7 +213,8 @@ _MERGES = ("concat", "sum")
 def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
                   xs: jax.Array, lengths: jax.Array | None = None, *,
                   merge: str = "concat", initial_states: Any = None,
-                  unroll: int = 1) -> tuple[jax.Array, tuple[Any, Any]]:
+                  unroll: int = 1,
+                  chains: int | None = None) -> tuple[jax.Array, tuple[Any, Any]]:
   """A bidirectional layer (Schuster & Paliwal 1997).
 
   Args:
@@ -324,6 +222,7 @@ def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
     xs: [B, T, I]; lengths: optional [B].
     merge: 'concat' -> ys [B, T, 2H] (forward first), 'sum' -> ys [B, T, H].
     initial_states: optional (forward_state, backward_state).
+    unroll, chains: as in `rnn`.
 
   Returns:
     ys, and (forward_final, backward_final). The backward final state is the
@@ -337,9 +236,9 @@ def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
                      f"['backward', 'forward'], got {got}")
   fwd_init, bwd_init = initial_states if initial_states is not None else (None, None)
   ys_fwd, final_fwd = rnn(cell, params["forward"], xs, lengths,
-                          initial_state=fwd_init, unroll=unroll)
+                          initial_state=fwd_init, unroll=unroll, chains=chains)
   ys_bwd, final_bwd = rnn(cell, params["backward"], xs, lengths, reverse=True,
-                          initial_state=bwd_init, unroll=unroll)
+                          initial_state=bwd_init, unroll=unroll, chains=chains)
   if merge == "concat":
     ys = jnp.concatenate([ys_fwd, ys_bwd], axis=-1)
   else:
@@ -354,7 +253,8 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
             lengths: jax.Array | None = None, *, bidirectional: bool = False,
             merge: str = "concat", initial_states: Sequence[Any] | None = None,
             dropout_rate: float = 0.0, dropout_rng: jax.Array | None = None,
-            unroll: int = 1) -> tuple[jax.Array, tuple[Any, ...]]:
+            unroll: int = 1,
+            chains: int | None = None) -> tuple[jax.Array, tuple[Any, ...]]:
   """Stacked (optionally bidirectional) layers with dropout between them.
 
   Args:
@@ -366,6 +266,7 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
     dropout_rate: dropout on each layer's output except the last (Zaremba et
       al. 2014: non-recurrent connections only). Active only when
       dropout_rng is given.
+    unroll, chains: as in `rnn`.
 
   Returns:
     ys: [B, T, H] (or [B, T, 2H] for bidirectional concat) from the top layer,
@@ -385,10 +286,10 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
     if bidirectional:
       xs, final = _bidirectional_layer(
           cell, layer_params, xs, lengths, merge=merge, initial_states=init,
-          unroll=unroll)
+          unroll=unroll, chains=chains)
     else:
       xs, final = rnn(cell, layer_params, xs, lengths, initial_state=init,
-                      unroll=unroll)
+                      unroll=unroll, chains=chains)
     finals.append(final)
     is_last = depth == len(layers) - 1
     if dropout_rate > 0.0 and dropout_rng is not None and not is_last:

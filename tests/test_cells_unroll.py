@@ -361,12 +361,15 @@ def test_bad_params_state_and_names_raise_clear_errors():
     unroll.stacked(lstm, [], jnp.zeros((B, T, I)))
 
 
+@pytest.mark.parametrize("cell_name", ["lstm", "gru"])
 @pytest.mark.parametrize("use_lengths", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("unroll_steps", [1, 2])
-def test_fused_lstm_equals_generic_scan_values_and_grads(use_lengths, reverse,
-                                                         unroll_steps):
-  cell = cells.lstm()
+@pytest.mark.parametrize("unroll_steps,chains", [(1, 1), (2, 1), (1, 2), (1, 3)])
+def test_fused_equals_generic_scan_values_and_grads(cell_name, use_lengths,
+                                                    reverse, unroll_steps,
+                                                    chains):
+  """models.fused (hand-written VJP, batch chains) == autodiff of cell.step."""
+  cell = CELLS[cell_name]()
   params = _random_params(cell, jax.random.PRNGKey(70))
   xs = _inputs(jax.random.PRNGKey(71))
   lengths = jnp.asarray(LENGTHS) if use_lengths else None
@@ -377,12 +380,45 @@ def test_fused_lstm_equals_generic_scan_values_and_grads(use_lengths, reverse,
   def loss(params, xs, init, implementation):
     ys, final = unroll.rnn(cell, params, xs, lengths, reverse=reverse,
                            initial_state=init, unroll=unroll_steps,
-                           implementation=implementation)
-    return jnp.sum(jnp.sin(ys)) + jnp.sum(final.h ** 2) + 0.3 * jnp.sum(final.c)
+                           implementation=implementation, chains=chains)
+    extra = 0.3 * jnp.sum(final.c) if cell_name == "lstm" else 0.0
+    return jnp.sum(jnp.sin(ys)) + jnp.sum(final.h ** 2) + extra
 
   fused = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, init, "auto")
   generic = jax.value_and_grad(loss, argnums=(0, 1, 2))(params, xs, init, "scan")
   _assert_trees_close(fused, generic, atol=2e-5)
+
+
+def test_fused_gradients_match_finite_differences():
+  """An independent check of the hand-written VJPs in float64."""
+  with jax.enable_x64(True):
+    for cell_name in ("lstm", "gru"):
+      cell = CELLS[cell_name]()
+      params = _random_params(cell, jax.random.PRNGKey(73), dtype=jnp.float64)
+      xs = _inputs(jax.random.PRNGKey(74)).astype(jnp.float64)
+      lengths = jnp.asarray(LENGTHS)
+
+      def loss(params):
+        ys, _ = unroll.rnn(cell, params, xs, lengths, chains=2)
+        return jnp.sum(jnp.sin(ys))
+      grads = jax.grad(loss)(params)
+      direction = jax.tree_util.tree_map(
+          lambda p: jax.random.normal(jax.random.PRNGKey(75), p.shape, p.dtype),
+          params)
+      eps = 1e-6
+      shifted = lambda sign: jax.tree_util.tree_map(
+          lambda p, d: p + sign * eps * d, params, direction)
+      numeric = (loss(shifted(1)) - loss(shifted(-1))) / (2 * eps)
+      analytic = sum(jnp.sum(g * d) for g, d in zip(
+          jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(direction)))
+      np.testing.assert_allclose(analytic, numeric, rtol=1e-6, err_msg=cell_name)
+
+
+def test_chains_out_of_range_is_an_error():
+  cell = cells.lstm()
+  params = cell.init(jax.random.PRNGKey(0), I, H)
+  with pytest.raises(ValueError, match=r"chains: expected an integer in \[1, batch=4\]"):
+    unroll.rnn(cell, params, jnp.zeros((B, T, I)), chains=5)
 
 
 def test_unknown_implementation_is_an_error():

@@ -256,3 +256,36 @@ def test_ema_params_are_evaluated_and_resumed(tmp_path):
   config.num_train_steps = 20
   train.train_and_evaluate(config, str(tmp_path / "resumed"))
   assert read_metrics(tmp_path / "resumed") == read_metrics(tmp_path / "straight")
+
+
+def test_evaluate_command_reproduces_the_logged_metrics(tmp_path):
+  """experiments.evaluate on a finished run == the run's own last evaluation;
+  overrides change the evaluation, unknown keys and missing steps are errors."""
+  config = CONFIGS["adding"]()
+  config.ema_decay = 0.5           # evaluation must use the average, as training did
+  train.train_and_evaluate(config, str(tmp_path))
+  logged = {r["split"]: r for r in read_metrics(tmp_path) if r["step"] == 20}
+
+  def evaluate(*flags_):
+    result = subprocess.run(
+        [sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}",
+         *flags_], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return result.returncode, result.stderr, [
+        json.loads(line) for line in result.stdout.splitlines() if line]
+
+  code, _, records = evaluate()
+  assert code == 0
+  for record in records:
+    assert record["step"] == 20
+    np.testing.assert_allclose(record["mse"], logged[record["split"]]["mse"],
+                               rtol=1e-5)
+  code, _, records = evaluate("--step=10", "--set=num_eval_examples=8")
+  assert code == 0 and {r["step"] for r in records} == {10}
+  assert all(r["overrides"] == {"num_eval_examples": 8} for r in records)
+  lines = (tmp_path / "evaluations.jsonl").read_text().splitlines()
+  assert len(lines) == 2 * len(records)
+
+  code, err, _ = evaluate("--set=no_such_key=1")
+  assert code == 1 and "override 'no_such_key': not a key" in err
+  code, err, _ = evaluate("--step=7")
+  assert code == 1 and "no checkpoint 7" in err
