@@ -32,9 +32,11 @@ that rule's name):
   5. markup: tags such as <b>..</b> are stripped and entities (&amp;)
      unescaped; 'layout': text with tabs, line breaks or runs of spaces
      (help screens, tables).
-  6. accelerators: '(_F)' / '(&F)' suffixes removed; a single '_' or '&'
-     before a letter removed ('_Open' -> 'Open', 'Sa&ve' -> 'Save');
-     'underscore': any '_' left (identifiers such as LC_ALL, file_name).
+  6. accelerators: '(_F)' / '(&F)' suffixes removed; a single '_' at the
+     start of a word ('_Open', 'Save _As') or a single '&' before a letter
+     ('Sa&ve') removed, '&&' -> '&'; 'underscore': any '_' left
+     (identifiers such as LC_ALL or file_name, and the rarer mid-word GTK
+     mnemonics such as 'Sa_ve').
   7. 'no_letters': a side without letters; 'copy': translation identical
      to the source (mostly untranslated names and commands).
   8. 'length': a side of more than max_words words (default 50);
@@ -218,9 +220,10 @@ def _has_placeholder(text: str) -> bool:
 
 def _strip_accelerator(text: str) -> str:
   text = _ACCEL_SUFFIX.sub("", text).replace("&&", "\0")
-  for mark in ("_", "&"):
-    if text.count(mark) == 1:
-      text = re.sub(rf"{re.escape(mark)}(?=\w)", "", text)
+  if text.count("_") == 1:   # GTK: at a word start only (LC_ALL is a name)
+    text = re.sub(r"(?<!\w)_(?=\w)", "", text)
+  if text.count("&") == 1:   # Qt/KDE: anywhere in a word
+    text = re.sub(r"&(?=\w)", "", text)
   return text.replace("\0", "&")
 
 

@@ -136,7 +136,7 @@ def scores_by_length(sources, hypotheses, references, buckets=LENGTH_BUCKETS):
 
 
 def bleu_report(config, model, params, *, split_key: str = "test_split",
-                beam_sizes: Sequence[int] = (1, 5), batch_size: int = 128,
+                beam_sizes: Sequence[int] = (1, 5), batch_size: int = 64,
                 max_sentences: int = 0) -> dict:
   """Decodes a split greedily (beam 1) and with each larger beam; BLEU,
   chrF and BLEU by source length for each. Hypotheses are included."""
