@@ -12,6 +12,7 @@ _TASKS = {
     "addition": "tasks.addition",
     "reversal": "tasks.reversal",
     "nmt": "tasks.nmt",
+    "listops": "tasks.listops",
 }
 
 

@@ -1,0 +1,276 @@
+"""Learning tree structure (Socher et al. 2011): greedy merge parsing, max-margin loss.
+
+B = sentences, T = token slots (bucketed), H = hidden units. Node layout of
+every tree here: leaves 0 .. T-1 are the tokens in order; merge k creates
+node T + k, so a tree over n tokens has internal nodes T .. T + n - 2.
+
+The net (a `models.recursive` 'rnn' composition plus a score vector u):
+  leaf       h = tanh(U x + b)
+  merge      p = tanh(W [c_1; c_2] + b),   score s(p) = u . p
+  tree score s(y) = sum of s(p) over y's internal nodes
+Greedy parsing (`greedy_parse`) repeatedly merges the adjacent pair with
+the highest score until one node is left: n - 1 steps of a `lax.scan` for
+the whole batch, each scoring only the two pairs its merge created (the
+other pair scores are carried). With `gold_spans` and margin kappa it
+decodes loss-augmented: every pair whose span is not a gold span gets
++kappa. Beam search is not implemented.
+
+The structured max-margin loss (Socher et al. 2011, eq. 6, without the
+L2 term; use weight decay for that):
+  max(0, s(y_hat) + Delta(y_hat, y) - s(y)),
+  y_hat = the loss-augmented greedy tree, Delta = kappa * (number of y_hat's
+  spans that are not spans of the gold tree y).
+Both tree scores are computed by `models.recursive.evaluate` (the predicted
+tree's schedule is its merge order), so gradients reach W, U, b, u.
+
+`span_counts` gives unlabeled bracketing counts; precision, recall and F1
+come from their corpus totals (`bracket_scores`). The whole-sentence span
+(always right) and single tokens are not counted.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models import recursive
+
+
+# ----------------------------------------------------------------------------
+# Spans and bracketing scores (host side).
+
+def spans(children: Sequence[Sequence[int]], num_leaves: int) -> list[tuple[int, int]]:
+  """[(start, end)] (end exclusive) of every internal node of a tree whose
+  nodes 0 .. num_leaves - 1 are its leaves in order; root included."""
+  root, levels = recursive.check_tree(children)
+  span = {j: (j, j + 1) for j in range(num_leaves)}
+  for j in np.argsort(levels, kind="stable"):
+    j = int(j)
+    if j >= num_leaves or children[j]:
+      if not children[j]:
+        raise ValueError(f"children: node {j} >= num_leaves ({num_leaves}) has "
+                         f"no children")
+      parts = [span[c] for c in children[j]]
+      for (_, end), (start, _) in zip(parts, parts[1:]):
+        if end != start:
+          raise ValueError(f"children: node {j}'s children are not adjacent "
+                           f"spans ({parts})")
+      span[j] = (parts[0][0], parts[-1][1])
+  del root
+  return [span[j] for j in range(len(children)) if children[j]]
+
+
+def bracket_counts(predicted: set, gold: set, num_leaves: int) -> tuple[int, int, int]:
+  """(matched, predicted, gold) spans, not counting the whole sentence or
+  single tokens."""
+  trivial = {(0, num_leaves)}
+  pred = {s for s in predicted if s[1] - s[0] > 1} - trivial
+  ref = {s for s in gold if s[1] - s[0] > 1} - trivial
+  return len(pred & ref), len(pred), len(ref)
+
+
+def bracket_scores(matched: float, predicted: float, gold: float) -> dict[str, float]:
+  """Corpus-level unlabeled bracketing precision, recall and F1 (1.0 when
+  there is nothing to bracket)."""
+  precision = matched / predicted if predicted else 1.0
+  recall = matched / gold if gold else 1.0
+  f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+  return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def gold_span_table(trees_spans: Sequence[Sequence[tuple[int, int]]],
+                    steps: int) -> np.ndarray:
+  """[B, T + 1, T + 1] bool: True at (start, end) of every gold span."""
+  table = np.zeros((len(trees_spans), steps + 1, steps + 1), bool)
+  for b, tree_spans in enumerate(trees_spans):
+    for start, end in tree_spans:
+      table[b, start, end] = True
+  return table
+
+
+# ----------------------------------------------------------------------------
+# Greedy parsing under jit.
+
+class Parse(NamedTuple):
+  """children [B, T - 1, 2]: merge k's two nodes (node ids, see module doc);
+  spans [B, T - 1, 2]: its (start, end); active [B, T - 1]: merge k is real
+  (k < length - 1); scores [B, T - 1]: its score u . p."""
+  children: jax.Array
+  spans: jax.Array
+  active: jax.Array
+  scores: jax.Array
+
+
+def _compose(comp, params, left, right):
+  """left, right [..., H] -> p [..., H] (internal nodes have no input)."""
+  shape = left.shape
+  h = jnp.stack([left.reshape(-1, shape[-1]), right.reshape(-1, shape[-1])], 1)
+  gx = jnp.broadcast_to(params["b"], (h.shape[0], params["b"].shape[0]))
+  mask = jnp.ones(h.shape[:2], bool)
+  p = comp.combine(params, gx, recursive.NodeState(h, jnp.zeros_like(h)), mask).h
+  return p.reshape(shape)
+
+
+def greedy_parse(params, score_vector, leaves, lengths, *, gold_spans=None,
+                 margin: float = 0.0) -> Parse:
+  """Greedy bottom-up parsing of a batch, one `lax.scan` over merges.
+
+  Args:
+    params: the 'rnn' composition's params (arity 2).
+    score_vector: u [H].
+    leaves: [B, T, H] leaf vectors; lengths [B] tokens per sentence (>= 1).
+    gold_spans: [B, T + 1, T + 1] bool, for loss-augmented decoding: pairs
+      whose span is not gold get + margin.
+  """
+  comp = recursive.recursive_net(2)
+  b, t, hidden = leaves.shape
+  positions = jnp.arange(t)
+  rows = jnp.arange(b)
+  pairs = _compose(comp, params, leaves[:, :-1], leaves[:, 1:])      # [B, T-1, H]
+  carry = (leaves, pairs, pairs @ score_vector,
+           jnp.broadcast_to(positions, (b, t)),                      # node ids
+           jnp.broadcast_to(positions, (b, t)),                      # starts
+           jnp.broadcast_to(positions + 1, (b, t)))                  # ends
+
+  def merge(carry, k):
+    h, p, s, ids, starts, ends = carry
+    count = lengths - k                                              # nodes left
+    active = count > 1
+    valid = positions[None, :-1] < (count - 1)[:, None]              # [B, T-1]
+    augmented = s
+    if gold_spans is not None:
+      pair_start, pair_end = starts[:, :-1], ends[:, 1:]
+      is_gold = gold_spans[rows[:, None], pair_start, pair_end]
+      augmented = s + margin * (~is_gold).astype(s.dtype)
+    j = jnp.argmax(jnp.where(valid, augmented, -jnp.inf), axis=1)    # [B]
+    take = lambda x, i: x[rows, i]
+    merged = take(p, j)                                              # [B, H]
+    new_id = t + k
+    record = (jnp.stack([take(ids, j), take(ids, j + 1)], -1),
+              jnp.stack([take(starts, j), take(ends, j + 1)], -1),
+              active, take(s, j))
+    # Nodes: i < j keep, i == j merged, i > j shift left by one.
+    src = jnp.minimum(positions[None, :] + (positions[None, :] > j[:, None]), t - 1)
+    at_j = positions[None, :] == j[:, None]
+    shift = lambda x: jnp.take_along_axis(x, src if x.ndim == 2 else src[..., None], 1)
+    h2 = jnp.where(at_j[..., None], merged[:, None], shift(h))
+    ids2 = jnp.where(at_j, new_id, shift(ids))
+    starts2 = jnp.where(at_j, take(starts, j)[:, None], shift(starts))
+    ends2 = jnp.where(at_j, take(ends, j + 1)[:, None], shift(ends))
+    # Pairs: i < j-1 keep, j-1 and j recomputed, i > j shift left by one.
+    psrc = jnp.minimum(positions[None, :-1] + (positions[None, :-1] > j[:, None]), t - 2)
+    p2 = jnp.take_along_axis(p, psrc[..., None], 1)
+    s2 = jnp.take_along_axis(s, psrc, 1)
+    left_i, right_i = jnp.maximum(j - 1, 0), jnp.minimum(j + 1, t - 1)
+    fresh = _compose(comp, params,
+                     jnp.stack([take(h2, left_i), take(h2, j)], 1),
+                     jnp.stack([take(h2, j), take(h2, right_i)], 1))  # [B, 2, H]
+    fresh_s = fresh @ score_vector
+    for offset, col in ((-1, 0), (0, 1)):
+      where = positions[None, :-1] == (j + offset)[:, None]
+      p2 = jnp.where(where[..., None], fresh[:, col][:, None], p2)
+      s2 = jnp.where(where, fresh_s[:, col][:, None], s2)
+    keep = lambda new, old: jnp.where(
+        active.reshape((b,) + (1,) * (new.ndim - 1)), new, old)
+    carry = (keep(h2, h), keep(p2, p), keep(s2, s), keep(ids2, ids),
+             keep(starts2, starts), keep(ends2, ends))
+    return carry, record
+
+  if t < 2:
+    empty = jnp.zeros((b, 0, 2), jnp.int32)
+    return Parse(empty, empty, jnp.zeros((b, 0), bool), jnp.zeros((b, 0)))
+  _, (children, span, active, scores) = jax.lax.scan(merge, carry, jnp.arange(t - 1))
+  swap = lambda x: jnp.swapaxes(x, 0, 1)
+  return Parse(swap(children).astype(jnp.int32), swap(span).astype(jnp.int32),
+               swap(active), swap(scores))
+
+
+def parse_to_trees(parse: Parse, tokens, lengths) -> recursive.TreeBatch:
+  """A greedy parse as a TreeBatch, built under jit: tree b owns slots
+  b * 2T .. b * 2T + 2T - 1 (leaves, then merges in order), and the schedule
+  is the merge order (step k computes merge k of every tree)."""
+  b, merges = parse.active.shape
+  t = merges + 1
+  n = 2 * t
+  offsets = (jnp.arange(b, dtype=jnp.int32) * n)[:, None, None]
+  children = jnp.full((b, n, 2), -1, jnp.int32)
+  children = children.at[:, t:t + merges].set(
+      jnp.where(parse.active[..., None], parse.children + offsets, -1))
+  tokens = jnp.concatenate([tokens, jnp.full((b, t), -1, tokens.dtype)], 1)
+  slots = offsets[:, :, 0] + jnp.arange(n, dtype=jnp.int32)[None, :]
+  schedule = jnp.where(parse.active.T, slots[:, t:t + merges].T, b * n)
+  roots = offsets[:, 0, 0] + jnp.where(lengths > 1, t + lengths - 2, 0)
+  levels = jnp.where(jnp.arange(n)[None, :] < t, 0, 1)  # not used by evaluate
+  return recursive.TreeBatch(tokens.reshape(-1), children.reshape(b * n, 2),
+                             levels.reshape(-1), slots, lengths,
+                             roots.astype(jnp.int32), schedule.astype(jnp.int32))
+
+
+def tree_scores(score_vector, states: recursive.NodeState,
+                trees: recursive.TreeBatch, internal) -> jax.Array:
+  """[B] sum of u . h over each tree's nodes where internal [M] is True."""
+  node = jnp.where(internal, states.h @ score_vector, 0.0)             # [M]
+  slots = jnp.asarray(trees.slots)
+  return jnp.sum(jnp.where(slots >= 0, node[jnp.maximum(slots, 0)], 0.0), 1)
+
+
+# ----------------------------------------------------------------------------
+# The Flax module.
+
+class GreedyParser(nn.Module):
+  """Token ids -> parse; with gold trees -> the max-margin terms.
+
+  __call__(tokens [B, T], lengths [B], gold: TreeBatch (leaves 0..T-1) or
+  None, gold_spans [B, T+1, T+1] or None, augment) -> dict with
+    'parse': Parse (loss-augmented when augment and gold_spans are given),
+    and with gold: 'pred_score', 'gold_score', 'delta' [B].
+  """
+  hidden_size: int
+  vocab_size: int
+  embed_size: int
+  margin: float = 1.0
+
+  @nn.compact
+  def __call__(self, tokens, lengths, gold=None, gold_spans=None, *,
+               augment: bool = False):
+    comp = recursive.recursive_net(2)
+    params = self.param("composition", lambda key: comp.init(
+        key, self.embed_size, self.hidden_size, 2))
+    u = self.param("score", nn.initializers.normal(1.0 / np.sqrt(self.hidden_size)),
+                   (self.hidden_size,))
+    embed = nn.Embed(self.vocab_size, self.embed_size, name="embed")
+    tokens = jnp.asarray(tokens)
+    b, t = tokens.shape
+    x = jnp.where((tokens >= 0)[..., None], embed(jnp.maximum(tokens, 0)), 0.0)
+    leaves = comp.combine(params, comp.project(params, x).reshape(b * t, -1),
+                          recursive.NodeState(*(2 * (jnp.zeros((b * t, 2, self.hidden_size)),))),
+                          jnp.zeros((b * t, 2), bool)).h.reshape(b, t, -1)
+    frozen = jax.lax.stop_gradient((params, u, leaves))
+    parse = greedy_parse(*frozen, lengths,
+                         gold_spans=gold_spans if augment else None,
+                         margin=self.margin)
+    parse = jax.tree_util.tree_map(jax.lax.stop_gradient, parse)
+    out = {"parse": parse}
+    if gold is None:
+      return out
+    pred_trees = parse_to_trees(parse, tokens, lengths)
+    pred_x = jnp.concatenate([x, jnp.zeros_like(x)], 1).reshape(2 * b * t, -1)
+    pred_states = recursive.evaluate(comp, params, pred_x, pred_trees)
+    pred_internal = jnp.concatenate([jnp.zeros((b, t), bool), parse.active,
+                                     jnp.zeros((b, 1), bool)], 1).reshape(-1)
+    out["pred_score"] = tree_scores(u, pred_states, pred_trees, pred_internal)
+    gold_tokens = jnp.asarray(gold.tokens)
+    gold_x = jnp.where((gold_tokens >= 0)[:, None],
+                       embed(jnp.maximum(gold_tokens, 0)), 0.0)
+    gold_states = recursive.evaluate(comp, params, gold_x, gold)
+    out["gold_score"] = tree_scores(u, gold_states, gold,
+                                    jnp.asarray(gold.levels) > 0)
+    if gold_spans is not None:
+      rows = jnp.arange(b)[:, None]
+      hit = gold_spans[rows, parse.spans[..., 0], parse.spans[..., 1]]
+      out["delta"] = self.margin * jnp.sum(parse.active & ~hit, 1).astype(jnp.float32)
+    return out

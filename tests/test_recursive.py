@@ -1,0 +1,321 @@
+"""Recursive networks: batched level scan == Python recursion (values and
+gradients), malformed-tree errors, bucketing, greedy parsing and bracket F1."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from models import recursive
+from models import tree_parser
+
+
+def random_tree(rng, num_leaves, arity=None, max_children=4):
+  """A random tree over num_leaves leaves, nodes shuffled; binary merges of
+  adjacent nodes when arity == 2, else 1..max_children children per node."""
+  nodes = [[] for _ in range(num_leaves)]
+  active = list(range(num_leaves))
+  while len(active) > 1:
+    width = 2 if arity == 2 else int(rng.integers(1, min(max_children, len(active)) + 1))
+    if width == 1 and len(active) > 1 and rng.random() < 0.5:
+      width = 2
+    k = int(rng.integers(len(active) - width + 1))
+    nodes.append(active[k:k + width])
+    active[k:k + width] = [len(nodes) - 1]
+  perm = rng.permutation(len(nodes))
+  new_index = np.argsort(perm)
+  children = [[int(new_index[c]) for c in nodes[perm[j]]] for j in range(len(nodes))]
+  tokens = [int(rng.integers(-1, 7)) for _ in children]  # -1: no input
+  return recursive.Tree(tokens, children)
+
+
+def _params_inputs(name, trees, seed=0, hidden=5, features=3):
+  comp = recursive.get_composition(name)
+  params = comp.init(jax.random.PRNGKey(seed), features, hidden, comp.arity)
+  # Non-zero biases so that every term is exercised.
+  params = jax.tree_util.tree_map(
+      lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(seed + 1), p.shape),
+      params)
+  batch = recursive.batch_trees(trees, arity=comp.arity)
+  inputs = jax.random.normal(jax.random.PRNGKey(seed + 2),
+                             (batch.tokens.shape[0], features))
+  return comp, params, batch, inputs
+
+
+def _mixed_trees(arity, seed=0):
+  rng = np.random.default_rng(seed)
+  sizes = [1, 2, 3, 6, 9, 4]
+  return [random_tree(rng, n, arity=arity) for n in sizes]
+
+
+@pytest.mark.parametrize("name, pack", [("rnn", False), ("tree_lstm", False),
+                                        ("child_sum", False), ("tree_lstm", True),
+                                        ("child_sum", True)])
+def test_batched_equals_recursion_values_and_gradients(name, pack):
+  arity = 2 if name != "child_sum" else None
+  trees = _mixed_trees(arity, seed=len(name))
+  comp, params, _, _ = _params_inputs(name, trees)
+  batch = recursive.batch_trees(trees, arity=comp.arity, pack=pack)
+  inputs = jax.random.normal(jax.random.PRNGKey(7), (batch.tokens.shape[0], 3))
+  weights = jax.random.normal(jax.random.PRNGKey(8), (batch.tokens.shape[0], 5))
+
+  def batched(params, inputs):
+    states = recursive.evaluate(comp, params, inputs, batch)
+    real = (batch.levels >= 0)[:, None]
+    return jnp.sum(jnp.where(real, states.h * weights + 0.5 * states.c * weights, 0.0))
+
+  def recursion(params, inputs):
+    total = 0.0
+    for b, tree in enumerate(trees):
+      slots = batch.slots[b, :len(tree.tokens)]
+      states = recursive.evaluate_recursively(comp, params, inputs[slots], tree)
+      total += jnp.sum(states.h * weights[slots] + 0.5 * states.c * weights[slots])
+    return total
+
+  # Per-node values, every tree.
+  states = recursive.node_states(recursive.evaluate(comp, params, inputs, batch), batch)
+  for b, tree in enumerate(trees):
+    slots = batch.slots[b, :len(tree.tokens)]
+    ref = recursive.evaluate_recursively(comp, params, inputs[slots], tree)
+    np.testing.assert_allclose(states.h[b, :len(tree.tokens)], ref.h, atol=1e-5)
+    np.testing.assert_allclose(states.c[b, :len(tree.tokens)], ref.c, atol=1e-5)
+  roots = recursive.root_states(recursive.evaluate(comp, params, inputs, batch), batch)
+  for b, tree in enumerate(trees):
+    root, _ = recursive.check_tree(tree.children)
+    ref = recursive.evaluate_recursively(
+        comp, params, inputs[batch.slots[b, :len(tree.tokens)]], tree)
+    np.testing.assert_allclose(roots.h[b], ref.h[root], atol=1e-5)
+  # Gradients w.r.t. params and inputs, through the custom VJP.
+  g_batched = jax.jit(jax.grad(batched, argnums=(0, 1)))(params, inputs)
+  g_ref = jax.jit(jax.grad(recursion, argnums=(0, 1)))(params, inputs)
+  for got, want in zip(jax.tree_util.tree_leaves(g_batched),
+                       jax.tree_util.tree_leaves(g_ref)):
+    np.testing.assert_allclose(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_encoder_module_matches_recursion_with_token_inputs():
+  trees = _mixed_trees(2, seed=3)
+  model = recursive.TreeClassifier(
+      recursive.TreeEncoder("tree_lstm", hidden_size=6, vocab_size=8, embed_size=4),
+      num_outputs=3)
+  batch = recursive.batch_trees(trees, arity=2)
+  variables = model.init(jax.random.PRNGKey(0), batch)
+  logits = model.apply(variables, batch)
+  params = variables["params"]
+  comp = recursive.nary_tree_lstm(2)
+  table = params["encoder"]["embed"]["embedding"]
+  for b, tree in enumerate(trees):
+    x = jnp.stack([table[t] if t >= 0 else jnp.zeros(4) for t in tree.tokens])
+    ref = recursive.evaluate_recursively(comp, params["encoder"]["composition"], x, tree)
+    root, _ = recursive.check_tree(tree.children)
+    head = params["head"]
+    np.testing.assert_allclose(logits[b], ref.h[root] @ head["kernel"] + head["bias"],
+                               atol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# Malformed trees: clear errors naming the tree and the node.
+
+GOOD = recursive.Tree([0, 1, -1], [[], [], [0, 1]])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (recursive.Tree([0, 1, -1, -1], [[], [], [0, 3], [1, 2]]),
+     r"tree 1: node \d is its own descendant \(cycle \d -> \d -> \d\)"),
+    (recursive.Tree([0, 1, -1, -1], [[], [], [0, 1], [0, 2]]),
+     r"tree 1: node 0 is a child of both node 2 and node 3"),
+    (recursive.Tree([0, 1, 2, -1], [[], [], [], [0, 1]]),
+     r"tree 1: 2 roots \(nodes \[2, 3\]"),
+    (recursive.Tree([0, 1, -1], [[], [], [0, 5]]),
+     r"tree 1: node 2 has child index 5, out of range \[0, 3\)"),
+    (recursive.Tree([0, 1, -1], [[], [], [0, -1]]),
+     r"tree 1: node 2 has child index -1, out of range"),
+    (recursive.Tree([0, 1, 2, -1], [[], [], [], [0, 1, 2]]),
+     r"tree 1: node 3 has 3 children, but the tree_lstm composition needs "
+     r"exactly 2 \(or 0 for a leaf\)"),
+    (recursive.Tree([0, -1], [[], [0]]),
+     r"tree 1: node 1 has 1 children, but the tree_lstm composition needs exactly 2"),
+    (recursive.Tree([0, -1], [[], [0, 1]]), r"tree 1: node 1 is its own child"),
+    (recursive.Tree([0, 1], [[], [], []]), r"tree 1: 2 tokens but 3 child lists"),
+    (recursive.Tree([], []), r"tree 1: has no nodes"),
+])
+def test_malformed_trees_name_the_tree_and_node(bad, message):
+  with pytest.raises(recursive.MalformedTreeError, match=message):
+    recursive.batch_trees([GOOD, bad], arity=2, composition="tree_lstm")
+
+
+def test_cycle_error_shows_the_cycle():
+  bad = recursive.Tree([0] * 5, [[], [2], [3], [1], [0]])  # 1 -> 2 -> 3 -> 1
+  with pytest.raises(recursive.MalformedTreeError,
+                     match=r"tree 0: node \d is its own descendant \(cycle "
+                           r"\d -> \d -> \d -> \d\)"):
+    recursive.batch_trees([bad])
+
+
+def test_child_sum_accepts_any_arity_up_to_max_children():
+  tree = recursive.Tree([0, 1, 2, -1], [[], [], [], [0, 1, 2]])
+  batch = recursive.batch_trees([tree, GOOD])
+  assert batch.children.shape == (8, 3)
+  with pytest.raises(recursive.MalformedTreeError,
+                     match=r"tree 0: node 3 has 3 children, more than the 2"):
+    recursive.batch_trees([tree], max_children=2)
+
+
+# ----------------------------------------------------------------------------
+# Layout and bucketing.
+
+def test_bucket_sizes():
+  assert [recursive.bucket(n) for n in (1, 2, 3, 4, 5, 7, 9, 13, 100, 129)] == \
+      [1, 2, 3, 4, 6, 8, 12, 16, 128, 192]
+  assert recursive.bucket(3, minimum=8) == 8
+
+
+def test_layout_levels_schedule_and_few_shapes():
+  rng = np.random.default_rng(0)
+  shapes = set()
+  for _ in range(20):
+    trees = [random_tree(rng, int(rng.integers(10, 30)), arity=2) for _ in range(16)]
+    for pack in (False, True):
+      batch = recursive.batch_trees(trees, arity=2, pack=pack)
+      shapes.add((pack, batch.tokens.shape, batch.schedule.shape))
+      # Every internal node exactly once, after all its children.
+      step_of = {}
+      for s, row in enumerate(batch.schedule):
+        for slot in row[row < len(batch.tokens)]:
+          assert slot not in step_of
+          step_of[int(slot)] = s
+      internal = np.flatnonzero(batch.levels > 0)
+      assert sorted(step_of) == sorted(internal.tolist())
+      for slot in internal:
+        for child in batch.children[slot][batch.children[slot] >= 0]:
+          assert batch.levels[child] < batch.levels[slot]
+          assert step_of.get(int(child), -1) < step_of[int(slot)]
+      if not pack:
+        for slot, s in step_of.items():
+          assert batch.levels[slot] == s + 1
+  assert len(shapes) <= 12  # 40 batches of different trees, few programs
+
+
+def test_sizes_below_need_are_errors():
+  with pytest.raises(ValueError, match=r"num_slots: the batch needs at least 3, got 2"):
+    recursive.batch_trees([GOOD], num_slots=2)
+  with pytest.raises(ValueError, match=r"num_steps: the batch needs at least 1, got 0"):
+    recursive.batch_trees([GOOD], num_steps=0)
+
+
+# ----------------------------------------------------------------------------
+# Learning structure: greedy parsing, loss-augmented decoding, bracket F1.
+
+def test_bracket_counts_and_scores_on_hand_made_trees():
+  # Leaves 0..3; gold ((0 1) (2 3)), predicted (((0 1) 2) 3).
+  gold = tree_parser.spans([[], [], [], [], [0, 1], [2, 3], [4, 5]], 4)
+  pred = tree_parser.spans([[], [], [], [], [0, 1], [4, 2], [5, 3]], 4)
+  assert sorted(gold) == [(0, 2), (0, 4), (2, 4)]
+  assert sorted(pred) == [(0, 2), (0, 3), (0, 4)]
+  matched, n_pred, n_gold = tree_parser.bracket_counts(set(pred), set(gold), 4)
+  assert (matched, n_pred, n_gold) == (1, 2, 2)   # whole sentence not counted
+  scores = tree_parser.bracket_scores(1, 2, 4)
+  assert scores["precision"] == 0.5 and scores["recall"] == 0.25
+  assert abs(scores["f1"] - 1 / 3) < 1e-9
+  assert tree_parser.bracket_scores(0, 0, 0)["f1"] == 1.0
+  with pytest.raises(ValueError, match="not adjacent"):
+    tree_parser.spans([[], [], [], [0, 2], [3, 1]], 3)
+
+
+def _parser(hidden=4):
+  model = tree_parser.GreedyParser(hidden_size=hidden, vocab_size=6, embed_size=3)
+  tokens = jnp.asarray([[1, 2, 3, 4, 5], [2, 3, 1, 0, 0], [4, 0, 0, 0, 0]])
+  lengths = jnp.asarray([5, 3, 1])
+  params = model.init(jax.random.PRNGKey(0), tokens, lengths)["params"]
+  return model, params, tokens, lengths
+
+
+def _leaves(params, tokens):
+  comp = recursive.recursive_net(2)
+  x = params["embed"]["embedding"][tokens]
+  return jnp.tanh(x @ params["composition"]["w_x"] + params["composition"]["b"][None, None])
+
+
+def _python_greedy(params, leaves, n, gold=None, margin=0.0):
+  comp = recursive.recursive_net(2)
+  p = params["composition"]
+  u = params["score"]
+  nodes = [(leaves[i], (i, i + 1)) for i in range(n)]
+  merged = []
+  while len(nodes) > 1:
+    best = None
+    for j in range(len(nodes) - 1):
+      h = jnp.tanh(jnp.concatenate([nodes[j][0], nodes[j + 1][0]]) @ p["w_c"] + p["b"])
+      span = (nodes[j][1][0], nodes[j + 1][1][1])
+      score = float(h @ u) + (margin if gold is not None and span not in gold else 0.0)
+      if best is None or score > best[0]:
+        best = (score, j, h, span)
+    _, j, h, span = best
+    nodes[j:j + 2] = [(h, span)]
+    merged.append(span)
+  del comp
+  return merged
+
+
+def test_greedy_parse_matches_python_greedy_and_augmentation():
+  model, params, tokens, lengths = _parser()
+  leaves = _leaves(params, tokens)
+  parse = tree_parser.greedy_parse(params["composition"], params["score"], leaves,
+                                   lengths)
+  for b in range(3):
+    n = int(lengths[b])
+    got = [tuple(map(int, parse.spans[b, k])) for k in range(n - 1)]
+    assert got == _python_greedy(params, leaves[b], n)
+    assert not np.any(np.asarray(parse.active[b, n - 1:]))
+  # Loss-augmented decoding: + margin on every non-gold span (so a huge
+  # margin steers away from gold spans wherever it can).
+  gold = [[(0, 2), (2, 4), (2, 5), (0, 5)], [(1, 3), (0, 3)], []]
+  table = jnp.asarray(tree_parser.gold_span_table(gold, 5))
+  parse = tree_parser.greedy_parse(params["composition"], params["score"], leaves,
+                                   lengths, gold_spans=table, margin=100.0)
+  for b in range(3):
+    n = int(lengths[b])
+    got = [tuple(map(int, parse.spans[b, k])) for k in range(n - 1)]
+    assert len(set(got[:-1]) & set(gold[b])) == 0
+    assert [tuple(map(int, parse.spans[b, k])) for k in range(n - 1)] == \
+        _python_greedy(params, leaves[b], n, set(gold[b]), 100.0)
+
+
+def test_max_margin_terms_match_python_scores():
+  model, params, tokens, lengths = _parser()
+  gold_children = [[[], [], [], [], [], [0, 1], [2, 3], [6, 4], [5, 7]],
+                   [[], [], [], [1, 2], [0, 3]], [[]]]
+  trees = [recursive.Tree(list(np.asarray(tokens[b, :lengths[b]])) +
+                          [-1] * (len(c) - int(lengths[b])), c)
+           for b, c in enumerate(gold_children)]
+  gold = recursive.batch_trees(trees, arity=2)
+  spans = [tree_parser.spans(c, int(n)) for c, n in zip(gold_children, lengths)]
+  table = jnp.asarray(tree_parser.gold_span_table(spans, 5))
+  out = model.apply({"params": params}, tokens, lengths, gold, table, augment=True)
+  leaves = _leaves(params, tokens)
+  p, u = params["composition"], params["score"]
+  for b in range(3):
+    n = int(lengths[b])
+    # Gold score by recursion over the gold tree.
+    h = {}
+    def node(j, b=b):
+      if j < n:
+        return leaves[b, j]
+      if j not in h:
+        left, right = gold_children[b][j]
+        h[j] = jnp.tanh(jnp.concatenate([node(left), node(right)]) @ p["w_c"] + p["b"])
+      return h[j]
+    want = sum(float(node(j) @ u) for j in range(n, len(gold_children[b])))
+    np.testing.assert_allclose(out["gold_score"][b], want, atol=1e-5)
+    # Predicted (augmented) tree: its merge scores sum to pred_score.
+    merges = _python_greedy(params, leaves[b], n, set(spans[b]), model.margin)
+    wrong = sum(1 for s in merges if s not in set(spans[b]))
+    np.testing.assert_allclose(out["delta"][b], model.margin * wrong)
+    got = float(jnp.sum(jnp.where(out["parse"].active[b], out["parse"].scores[b], 0.0)))
+    np.testing.assert_allclose(out["pred_score"][b], got, atol=1e-5)
+  # The hinge's gradient reaches the params.
+  def hinge(params):
+    o = model.apply({"params": params}, tokens, lengths, gold, table, augment=True)
+    return jnp.sum(jax.nn.relu(o["pred_score"] + o["delta"] - o["gold_score"]))
+  grads = jax.grad(hinge)(params)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
