@@ -20,8 +20,10 @@ L2 term; use weight decay for that):
   max(0, s(y_hat) + Delta(y_hat, y) - s(y)),
   y_hat = the loss-augmented greedy tree, Delta = kappa * (number of y_hat's
   spans that are not spans of the gold tree y).
-Both tree scores are computed by `models.recursive.evaluate` (the predicted
-tree's schedule is its merge order), so gradients reach W, U, b, u.
+Both tree scores are computed by `models.recursive.evaluate` with the
+trees' merge order as the schedule (gold trees given as merge sequences,
+`merge_order`), so every batch of T tokens has fixed shapes and gradients
+reach W, U, b, u.
 
 `span_counts` gives unlabeled bracketing counts; precision, recall and F1
 come from their corpus totals (`bracket_scores`). The whole-sentence span
@@ -80,6 +82,30 @@ def bracket_scores(matched: float, predicted: float, gold: float) -> dict[str, f
   recall = matched / gold if gold else 1.0
   f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
   return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def merge_order(children: Sequence[Sequence[int]], num_leaves: int,
+                steps: int) -> tuple[np.ndarray, np.ndarray]:
+  """A binary tree over leaves 0 .. n-1 whose internal node n + k is built
+  from earlier nodes -> its merges in this module's numbering (merge k =
+  node steps + k): (children [steps - 1, 2] int32, active [steps - 1] bool).
+  Gold trees are scored as such merge sequences, so every batch of T
+  tokens has the same shapes whatever its trees."""
+  n = num_leaves
+  internal = children[n:]
+  if len(internal) != max(n - 1, 0) or any(len(c) != 2 for c in internal):
+    raise ValueError(f"children: expected {max(n - 1, 0)} binary internal nodes "
+                     f"after {n} leaves, got {[len(c) for c in internal]}")
+  merges = np.zeros((max(steps - 1, 0), 2), np.int32)
+  active = np.zeros(max(steps - 1, 0), bool)
+  for k, pair in enumerate(internal):
+    for side, c in enumerate(pair):
+      if c >= n + k:
+        raise ValueError(f"children: node {n + k} has child {c}, which is not "
+                         f"built before it (nodes must come in merge order)")
+      merges[k, side] = c if c < n else steps + (c - n)
+    active[k] = True
+  return merges, active
 
 
 def gold_span_table(trees_spans: Sequence[Sequence[tuple[int, int]]],
@@ -224,8 +250,9 @@ def tree_scores(score_vector, states: recursive.NodeState,
 class GreedyParser(nn.Module):
   """Token ids -> parse; with gold trees -> the max-margin terms.
 
-  __call__(tokens [B, T], lengths [B], gold: TreeBatch (leaves 0..T-1) or
-  None, gold_spans [B, T+1, T+1] or None, augment) -> dict with
+  __call__(tokens [B, T], lengths [B], gold_merges ([B, T-1, 2] children,
+  [B, T-1] active; see `merge_order`) or None, gold_spans [B, T+1, T+1] or
+  None, augment) -> dict with
     'parse': Parse (loss-augmented when augment and gold_spans are given),
     and with gold: 'pred_score', 'gold_score', 'delta' [B].
   """
@@ -235,7 +262,7 @@ class GreedyParser(nn.Module):
   margin: float = 1.0
 
   @nn.compact
-  def __call__(self, tokens, lengths, gold=None, gold_spans=None, *,
+  def __call__(self, tokens, lengths, gold_merges=None, gold_spans=None, *,
                augment: bool = False):
     comp = recursive.recursive_net(2)
     params = self.param("composition", lambda key: comp.init(
@@ -255,20 +282,21 @@ class GreedyParser(nn.Module):
                          margin=self.margin)
     parse = jax.tree_util.tree_map(jax.lax.stop_gradient, parse)
     out = {"parse": parse}
-    if gold is None:
+    if gold_merges is None:
       return out
-    pred_trees = parse_to_trees(parse, tokens, lengths)
-    pred_x = jnp.concatenate([x, jnp.zeros_like(x)], 1).reshape(2 * b * t, -1)
-    pred_states = recursive.evaluate(comp, params, pred_x, pred_trees)
-    pred_internal = jnp.concatenate([jnp.zeros((b, t), bool), parse.active,
-                                     jnp.zeros((b, 1), bool)], 1).reshape(-1)
-    out["pred_score"] = tree_scores(u, pred_states, pred_trees, pred_internal)
-    gold_tokens = jnp.asarray(gold.tokens)
-    gold_x = jnp.where((gold_tokens >= 0)[:, None],
-                       embed(jnp.maximum(gold_tokens, 0)), 0.0)
-    gold_states = recursive.evaluate(comp, params, gold_x, gold)
-    out["gold_score"] = tree_scores(u, gold_states, gold,
-                                    jnp.asarray(gold.levels) > 0)
+    x_slots = jnp.concatenate([x, jnp.zeros_like(x)], 1).reshape(2 * b * t, -1)
+
+    def score(merges: Parse):
+      trees = parse_to_trees(merges, tokens, lengths)
+      states = recursive.evaluate(comp, params, x_slots, trees)
+      internal = jnp.concatenate([jnp.zeros((b, t), bool), merges.active,
+                                  jnp.zeros((b, 1), bool)], 1).reshape(-1)
+      return tree_scores(u, states, trees, internal)
+
+    out["pred_score"] = score(parse)
+    gold_children, gold_active = gold_merges
+    out["gold_score"] = score(Parse(jnp.asarray(gold_children), parse.spans,
+                                    jnp.asarray(gold_active), parse.scores))
     if gold_spans is not None:
       rows = jnp.arange(b)[:, None]
       hit = gold_spans[rows, parse.spans[..., 0], parse.spans[..., 1]]

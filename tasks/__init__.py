@@ -13,6 +13,7 @@ _TASKS = {
     "reversal": "tasks.reversal",
     "nmt": "tasks.nmt",
     "listops": "tasks.listops",
+    "parse": "tasks.parse",
 }
 
 

@@ -1,0 +1,6 @@
+"""python -m experiments.parse --workdir=DIR [--config=experiments/configs/parse.py:listops]"""
+
+from experiments import launch
+
+if __name__ == "__main__":
+  launch.main("experiments/configs/parse.py:listops")

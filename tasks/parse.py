@@ -1,0 +1,137 @@
+"""Learning to parse (Socher et al. 2011): greedy merge parser, max-margin loss.
+
+Data (config.dataset):
+  'listops'  ListOps expressions (`corpora.listops`) with the tree removed:
+             the parser sees the token sequence ('[MAX 2 9 [MIN 4 7 ] 0 ]',
+             brackets ']' included as tokens) and must recover the paper's
+             binary gold tree (`corpora.listops.gold_tree`).
+Training decodes loss-augmented (+ config.margin per non-gold span) and
+minimises max(0, s(y_hat) + Delta - s(gold)) (`models.tree_parser`);
+evaluation decodes greedily without augmentation and reports corpus-level
+unlabeled bracketing precision, recall and F1 (whole-sentence span and single
+tokens not counted) and the exact-tree rate on 'valid' (ListOps validation)
+and 'test' (the first config.max_eval_size test expressions).
+
+Batches: 'inputs' [B, T] token ids, 'lengths' [B], the gold trees as merge
+sequences ('gold_merges' [B, T - 1, 2], 'gold_active' [B, T - 1],
+`models.tree_parser.merge_order`) and 'gold_spans' [B, T + 1, T + 1] bool;
+T bucketed, so T is the only shape that varies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+
+from corpora import listops as listops_data
+from models import recursive
+from models import tree_parser
+from tasks import base
+from tasks import listops as listops_task
+
+DATASETS = ("listops",)
+
+
+def make_batch(examples, prepared, spans) -> dict[str, np.ndarray]:
+  """examples: [(token ids, ...)], gold trees' child lists (leaves first,
+  internal nodes in merge order), their span lists -> the batch dict."""
+  ids = [x for x, _ in examples]
+  steps = recursive.bucket(max(len(x) for x in ids), 8)
+  inputs = np.zeros((len(ids), steps), np.int32)
+  for b, x in enumerate(ids):
+    inputs[b, :len(x)] = x
+  merges = [tree_parser.merge_order(children, len(x), steps)
+            for children, x in zip(prepared, ids)]
+  return {"inputs": inputs,
+          "lengths": np.asarray([len(x) for x in ids], np.int32),
+          "gold_merges": np.stack([m for m, _ in merges]),
+          "gold_active": np.stack([a for _, a in merges]),
+          "gold_spans": tree_parser.gold_span_table(spans, steps)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ParseTask(base.Task):
+  """apply -> the parser's dict: 'parse', 'pred_score', 'gold_score', 'delta'."""
+
+  def apply(self, params, batch, rng, carry=(), *, train: bool):
+    del rng
+    return self.model.apply({"params": params}, batch["inputs"], batch["lengths"],
+                            (batch["gold_merges"], batch["gold_active"]),
+                            batch["gold_spans"],
+                            augment=train), carry
+
+  def init_params(self, rng, batch):
+    return self.model.init(rng, batch["inputs"], batch["lengths"])["params"]
+
+
+def loss(outputs, batch):
+  """Mean structured hinge; sums of bracket counts over non-trivial spans."""
+  hinge = jnp.maximum(0.0, outputs["pred_score"] + outputs["delta"]
+                      - outputs["gold_score"])
+  parse = outputs["parse"]
+  lengths = batch["lengths"]
+  rows = jnp.arange(lengths.shape[0])[:, None]
+  start, end = parse.spans[..., 0], parse.spans[..., 1]
+  hit = batch["gold_spans"][rows, start, end]
+  counted = parse.active & ~((start == 0) & (end == lengths[:, None]))
+  sums = {"hinge": jnp.sum(hinge),
+          "count": jnp.asarray(hinge.shape[0], jnp.float32),
+          "matched": jnp.sum(counted & hit),
+          "predicted": jnp.sum(counted),
+          "gold": jnp.sum(jnp.maximum(lengths - 2, 0)),
+          "exact": jnp.sum(jnp.all(hit | ~parse.active, 1))}
+  return jnp.mean(hinge), sums
+
+
+def summarize(totals):
+  scores = tree_parser.bracket_scores(float(totals["matched"]),
+                                      float(totals["predicted"]),
+                                      float(totals["gold"]))
+  return {"loss": base.ratio(totals, "hinge", "count"), **scores,
+          "exact": base.ratio(totals, "exact", "count"),
+          "sentences": int(totals["count"])}
+
+
+def _listops_examples(split, config):
+  data = listops_data.read_split(split, data_dir=config.data_dir or None)
+  limit = config.max_train_size if split == "train" else config.max_eval_size
+  data = data[:limit] if limit else data
+  examples, prepared, spans = [], [], []
+  for i, (text, _) in enumerate(data):
+    tree = listops_task.to_tree(text)
+    n = len(text.split())
+    examples.append((tree.tokens[:n], n))
+    recursive.check_tree(tree.children, index=i, arity=2)
+    prepared.append(tree.children)
+    spans.append(tree_parser.spans(tree.children, n))
+  return examples, prepared, spans
+
+
+def build(config) -> ParseTask:
+  if config.dataset not in DATASETS:
+    raise ValueError(f"dataset: expected one of {DATASETS}, got {config.dataset!r}")
+  splits = {name: _listops_examples(split, config) for name, split in
+            (("train", "train"), ("valid", "validation"), ("test", "test"))}
+
+  def make(name, indices):
+    examples, prepared, spans = splits[name]
+    return make_batch([examples[i] for i in indices], [prepared[i] for i in indices],
+                      [spans[i] for i in indices])
+
+  def eval_batches(name):
+    n, size = len(splits[name][0]), config.eval_batch_size
+    return [make(name, range(s, min(s + size, n))) for s in range(0, n, size)]
+
+  model = tree_parser.GreedyParser(
+      hidden_size=config.hidden_size, vocab_size=len(listops_task.TOKEN_IDS),
+      embed_size=config.embed_size, margin=config.margin)
+  train_batches = listops_task.ExampleBatches(
+      len(splits["train"][0]), functools.partial(make, "train"), config.batch_size,
+      config.seed)
+  return ParseTask(model=model, loss=loss, summarize=summarize,
+                   train_batches=train_batches,
+                   eval_splits={"valid": eval_batches("valid"),
+                                "test": eval_batches("test")})
