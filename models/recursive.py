@@ -665,7 +665,6 @@ class TreeEncoder(nn.Module):
   embed_size: int
   arity: int = 2
   forget_bias: float = 1.0
-  embed_init_scale: float = 1.0   # N(0, scale^2) embeddings, as torch.nn.Embedding
 
   def make_composition(self) -> Composition:
     if self.composition == "child_sum":
@@ -678,8 +677,7 @@ class TreeEncoder(nn.Module):
   def __call__(self, trees: TreeBatch) -> NodeState:
     comp = self.make_composition()
     tokens = jnp.asarray(trees.tokens)
-    embed = nn.Embed(self.vocab_size, self.embed_size, name="embed",
-                     embedding_init=nn.initializers.normal(self.embed_init_scale))
+    embed = nn.Embed(self.vocab_size, self.embed_size, name="embed")
     params = self.param(
         "composition", lambda key: comp.init(key, self.embed_size,
                                              self.hidden_size, comp.arity))
