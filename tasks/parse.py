@@ -5,6 +5,10 @@ Data (config.dataset):
              the parser sees the token sequence ('[MAX 2 9 [MIN 4 7 ] 0 ]',
              brackets ']' included as tokens) and must recover the paper's
              binary gold tree (`corpora.listops.gold_tree`).
+  'ud_tr'    Turkish Web Treebank dependency trees (`corpora.ud`), binarised
+             (right dependents, then left ones, nearest first; projective
+             sentences of <= config.max_length tokens); the parser reads the
+             UPOS tags (ids in order of first appearance in train).
 Training decodes loss-augmented (+ config.margin per non-gold span) and
 minimises max(0, s(y_hat) + Delta - s(gold)) (`models.tree_parser`);
 evaluation decodes greedily without augmentation and reports corpus-level
@@ -32,7 +36,7 @@ from models import tree_parser
 from tasks import base
 from tasks import listops as listops_task
 
-DATASETS = ("listops",)
+DATASETS = ("listops", "ud_tr")
 
 
 def make_batch(examples, prepared, spans) -> dict[str, np.ndarray]:
@@ -110,11 +114,35 @@ def _listops_examples(split, config):
   return examples, prepared, spans
 
 
+def _ud_examples(split, config, vocab):
+  from corpora import ud  # pylint: disable=g-import-not-at-top
+  data, _ = ud.read_split(split, max_length=config.max_length)
+  limit = config.max_train_size if split == "train" else config.max_eval_size
+  data = data[:limit] if limit else data
+  examples, trees, spans = [], [], []
+  for i, (tags, _, children) in enumerate(data):
+    for tag in tags:
+      if split == "train" and tag not in vocab:
+        vocab[tag] = len(vocab)
+    ids = [vocab.get(tag, 0) for tag in tags]
+    recursive.check_tree(children, index=i, arity=2)
+    examples.append((ids, len(ids)))
+    trees.append(children)
+    spans.append(tree_parser.spans(children, len(ids)))
+  return examples, trees, spans
+
+
 def build(config) -> ParseTask:
   if config.dataset not in DATASETS:
     raise ValueError(f"dataset: expected one of {DATASETS}, got {config.dataset!r}")
-  splits = {name: _listops_examples(split, config) for name, split in
-            (("train", "train"), ("valid", "validation"), ("test", "test"))}
+  names = (("train", "train"), ("valid", "validation"), ("test", "test"))
+  if config.dataset == "listops":
+    splits = {name: _listops_examples(split, config) for name, split in names}
+    vocab_size = len(listops_task.TOKEN_IDS)
+  else:
+    vocab = {"<unk>": 0}
+    splits = {name: _ud_examples(split, config, vocab) for name, split in names}
+    vocab_size = len(vocab)
 
   def make(name, indices):
     examples, prepared, spans = splits[name]
@@ -126,7 +154,7 @@ def build(config) -> ParseTask:
     return [make(name, range(s, min(s + size, n))) for s in range(0, n, size)]
 
   model = tree_parser.GreedyParser(
-      hidden_size=config.hidden_size, vocab_size=len(listops_task.TOKEN_IDS),
+      hidden_size=config.hidden_size, vocab_size=vocab_size,
       embed_size=config.embed_size, margin=config.margin)
   train_batches = listops_task.ExampleBatches(
       len(splits["train"][0]), functools.partial(make, "train"), config.batch_size,

@@ -318,3 +318,20 @@ def test_max_margin_terms_match_python_scores():
     return jnp.sum(jax.nn.relu(o["pred_score"] + o["delta"] - o["gold_score"]))
   grads = jax.grad(hinge)(params)
   assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_dependency_trees_binarize_to_gold_brackets():
+  from corpora import ud  # pylint: disable=g-import-not-at-top
+  # "a b c d": b heads a and c, c heads d, b is the root.
+  children = ud.binarize([2, 0, 2, 3])
+  n = 4
+  assert sorted(tree_parser.spans(children, n)) == [(0, 4), (1, 4), (2, 4)]
+  merges, active = tree_parser.merge_order(children, n, 8)
+  assert active.sum() == 3 and merges.shape == (7, 2)
+  assert ud.binarize([3, 4, 0, 3]) is None          # crossing arcs
+  assert ud.binarize([0, 0]) is None                # two roots
+  conllu = ("# text = a b\n1\ta\ta\tNOUN\t_\t_\t2\tnsubj\t_\t_\n"
+            "2-3\tbc\t_\t_\t_\t_\t_\t_\t_\t_\n"
+            "2\tb\tb\tVERB\t_\t_\t0\troot\t_\t_\n\n")
+  sentence, = ud.parse_conllu(conllu)
+  assert sentence.upos == ["NOUN", "VERB"] and sentence.heads == [2, 0]
