@@ -335,3 +335,26 @@ def test_dependency_trees_binarize_to_gold_brackets():
             "2\tb\tb\tVERB\t_\t_\t0\troot\t_\t_\n\n")
   sentence, = ud.parse_conllu(conllu)
   assert sentence.upos == ["NOUN", "VERB"] and sentence.heads == [2, 0]
+
+
+def test_parse_task_counts_brackets_like_the_host_scorer():
+  from tasks import parse as parse_task  # pylint: disable=g-import-not-at-top
+  # Sentence 0: 4 tokens, gold ((0 1) (2 3)), predicted (((0 1) 2) 3).
+  # Sentence 1: 3 tokens, gold (0 (1 2)), predicted the same.
+  t = 4
+  gold = [[(0, 2), (2, 4), (0, 4)], [(1, 3), (0, 3)]]
+  spans = jnp.asarray([[[0, 2], [0, 3], [0, 4]], [[1, 3], [0, 3], [0, 0]]])
+  parse = tree_parser.Parse(children=jnp.zeros((2, 3, 2), jnp.int32), spans=spans,
+                            active=jnp.asarray([[True] * 3, [True, True, False]]),
+                            scores=jnp.zeros((2, 3)))
+  outputs = {"parse": parse, "pred_score": jnp.asarray([1.0, 2.0]),
+             "gold_score": jnp.asarray([2.0, 2.0]), "delta": jnp.asarray([1.5, 0.0])}
+  batch = {"lengths": jnp.asarray([4, 3]),
+           "gold_spans": jnp.asarray(tree_parser.gold_span_table(gold, t))}
+  mean, sums = parse_task.loss(outputs, batch)
+  assert float(mean) == 0.25                     # hinge max(0, 1 + 1.5 - 2) / 2
+  metrics = parse_task.summarize(jax.device_get(sums))
+  # Counted spans (no whole sentence): sentence 0 pred {(0,2),(0,3)}, gold
+  # {(0,2),(2,4)}; sentence 1 pred {(1,3)}, gold {(1,3)}: 2 of 3 match.
+  assert metrics["precision"] == metrics["recall"] == 2 / 3
+  assert metrics["exact"] == 0.5 and metrics["sentences"] == 2
