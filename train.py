@@ -314,10 +314,33 @@ def validate_config(config) -> None:
   if config.num_train_steps <= 0 and not config.get("max_train_examples"):
     raise ValueError("num_train_steps: set a positive step budget or "
                      "max_train_examples")
+  parse_best_metric(config.get("best_metric", ""))
+
+
+def parse_best_metric(spec: str) -> tuple[str, str, str] | None:
+  """'valid/perplexity:min' -> ('valid', 'perplexity', 'min'); '' -> None."""
+  if not spec:
+    return None
+  split_metric, _, mode = spec.partition(":")
+  split, _, metric = split_metric.partition("/")
+  if not split or not metric or mode not in ("min", "max"):
+    raise ValueError(f"best_metric: expected 'SPLIT/METRIC:min' or "
+                     f"'SPLIT/METRIC:max' (e.g. 'valid/perplexity:min'), got "
+                     f"{spec!r}")
+  return split, metric, mode
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+  if best is None:
+    return True
+  return value < best if mode == "min" else value > best
 
 
 # ----------------------------------------------------------------------------
 # The loop.
+
+BEST_DIR = "best_checkpoint"  # under WORKDIR: the state at the best evaluation
+
 
 def initial_state(config, task, tx) -> TrainState:
   """The train state before step 0 (also the template checkpoints restore into)."""
@@ -335,13 +358,15 @@ def initial_state(config, task, tx) -> TrainState:
 
 
 def load_trained(workdir: str, step: int | None = None,
-                 overrides: dict[str, Any] | None = None):
+                 overrides: dict[str, Any] | None = None, *, best: bool = False):
   """A trained run, read-only: -> (config, task, eval params, step).
 
   Reads WORKDIR/config.json, applies `overrides` (existing keys only: e.g.
   {'eval_batch_size': 1}), rebuilds the task and restores checkpoint `step`
-  (default: the latest). The params are the ones evaluations use (the EMA
-  when the run kept one). Safe while the run is still training.
+  (default: the latest). best=True reads the checkpoint kept by
+  config.best_metric instead (WORKDIR/best_checkpoint). The params are the
+  ones evaluations use (the EMA when the run kept one). Safe while the run is
+  still training.
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   path = os.path.join(workdir, "config.json")
@@ -359,7 +384,10 @@ def load_trained(workdir: str, step: int | None = None,
   like = initial_state(config, task, make_optimizer(config))
   options = ocp.CheckpointManagerOptions(read_only=True, create=False,
                                          cleanup_tmp_directories=False)
-  directory = os.path.join(workdir, "checkpoints")
+  directory = os.path.join(workdir, BEST_DIR if best else "checkpoints")
+  if best and not os.path.isdir(directory):
+    raise ValueError(f"workdir: {workdir} has no {BEST_DIR} (the run kept none: "
+                     f"set config.best_metric, e.g. 'valid/perplexity:min')")
   with ocp.CheckpointManager(directory, options=options) as manager:
     available = list(manager.all_steps())
     step = manager.latest_step() if step is None else step
@@ -396,6 +424,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
 
   checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"),
                             config.max_checkpoints_to_keep)
+  best_spec = parse_best_metric(config.get("best_metric", ""))
+  best_checkpoints = (Checkpoints(os.path.join(workdir, BEST_DIR), 1)
+                      if best_spec else None)
   writer = MetricsWriter(workdir)
   meta = {"examples_seen": 0, "wall_time_s": 0.0, "solved": False}
   latest = checkpoints.latest_step()
@@ -413,6 +444,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   wall_start = time.time() - float(meta["wall_time_s"])
   results = None
   solved = bool(meta["solved"])
+  best = meta.get("best")  # {'step', 'value', 'metrics'} when best_metric is set
   stop_when_solved = config.get("stop_when_solved", True)
   pending, window = [], []  # per-step metrics not yet read back / since last eval
   last_good = latest
@@ -436,7 +468,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     pending = []
 
   def evaluate_and_checkpoint():
-    nonlocal results, solved, last_good, window
+    nonlocal results, solved, last_good, window, best
     flush_logs()
     if window:
       train_metrics = {k: float(np.mean(np.concatenate([w[k] for w in window])))
@@ -450,9 +482,21 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     for split, metrics in results.items():
       writer.write(step, split, {**metrics, "examples_seen": examples,
                                  "solved": solved})
-    checkpoints.save(state, task.train_batches.get_state(), {
-        "examples_seen": examples, "solved": solved,
-        "wall_time_s": time.time() - wall_start})
+    record = {"examples_seen": examples, "solved": solved,
+              "wall_time_s": time.time() - wall_start}
+    if best_spec:
+      split, metric, mode = best_spec
+      if split not in results or metric not in results[split]:
+        raise ValueError(
+            f"best_metric: {split}/{metric} is not reported; the task reports "
+            + ", ".join(f"{s}/{m}" for s in results for m in results[s]))
+      value = float(results[split][metric])
+      if _is_better(value, (best or {}).get("value"), mode):
+        best = {"step": step, "value": value, "metrics": results}
+        best_checkpoints.save(state, task.train_batches.get_state(),
+                              {**record, "best": best})
+      record["best"] = best
+    checkpoints.save(state, task.train_batches.get_state(), record)
     last_good = step
 
   progress = tqdm.tqdm(total=None if budget_steps == math.inf else budget_steps,
@@ -486,6 +530,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   summary = {"step": step, "examples_seen": examples, "solved": solved,
              "metrics": results, "wall_time_s": round(time.time() - wall_start, 1),
              "hardware": _hardware()}
+  if best_spec:
+    summary["best"] = best
   with open(os.path.join(workdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
   return summary

@@ -38,8 +38,8 @@ flags.DEFINE_integer("calls", 3, "Calls per implementation per round.")
 flags.DEFINE_list("layouts", ["single"], "single: one layer; bidirectional: "
                   "one bidirectional layer (outputs concatenated); stacked2: "
                   "two stacked layers.")
-flags.DEFINE_bool("one_chain", True, "Also time ours with chains=1 (the "
-                  "batch-chain lever off).")
+flags.DEFINE_integer("chains", 0, "If > 1, also time ours with this many "
+                     "batch chains (see models/fused.py).")
 
 SHAPES = {"small": (32, 100, 128, 256), "big": (64, 200, 512, 512)}
 
@@ -49,7 +49,7 @@ def _block(x):
 
 
 def ours(cell_name: str, shape, mode: str, layout: str = "single",
-         chains: int | None = None) -> Callable[[], object]:
+         chains: int = 1) -> Callable[[], object]:
   batch, steps, inputs, hidden = shape
   cell = cells.get_cell(cell_name)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
@@ -187,8 +187,9 @@ def main(argv):
         shape = SHAPES[shape_name]
         for mode in flags.FLAGS.modes:
           impls = {"ours": ours(cell_name, shape, mode, layout)}
-          if flags.FLAGS.one_chain:
-            impls["ours chains=1"] = ours(cell_name, shape, mode, layout, 1)
+          if flags.FLAGS.chains > 1:
+            impls[f"ours chains={flags.FLAGS.chains}"] = ours(
+                cell_name, shape, mode, layout, flags.FLAGS.chains)
           flax_names = (["lstm", "lstm_optimized"] if cell_name == "lstm"
                         else ["gru"])
           for flax_name in flax_names:

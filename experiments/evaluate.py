@@ -1,7 +1,7 @@
 """Evaluates a trained run's checkpoint on every eval split, read-only.
 
   python -m experiments.evaluate --workdir=workdirs/ptb_small \
-      [--step=N] [--set=eval_batch_size=1 ...]
+      [--step=N | --best] [--set=eval_batch_size=1 ...]
 
 Rebuilds the task from WORKDIR/config.json, applies each --set KEY=VALUE to
 it (existing keys only; values parsed as JSON when they parse, else kept as
@@ -30,6 +30,8 @@ import train
 
 flags.DEFINE_string("workdir", None, "A training workdir.", required=True)
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+flags.DEFINE_bool("best", False, "Evaluate the checkpoint kept by the run's "
+                  "config.best_metric (WORKDIR/best_checkpoint) instead.")
 flags.DEFINE_multi_string("set", [], "KEY=VALUE config override, repeatable.")
 
 
@@ -53,8 +55,8 @@ def main(argv):
   FLAGS = flags.FLAGS
   try:
     overrides = parse_overrides(FLAGS.set)
-    config, task, params, step = train.load_trained(FLAGS.workdir, FLAGS.step,
-                                                    overrides)
+    config, task, params, step = train.load_trained(
+        FLAGS.workdir, FLAGS.step, overrides, best=FLAGS.best)
   except (ValueError, train.CheckpointError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(1)
@@ -66,7 +68,8 @@ def main(argv):
   with open(path, "a") as f:
     for split, metrics in results.items():
       record = {"step": step, "split": split, **metrics,
-                "overrides": overrides, "eval_seconds": round(seconds, 1)}
+                "overrides": overrides, "checkpoint": "best" if FLAGS.best
+                else "checkpoints", "eval_seconds": round(seconds, 1)}
       f.write(json.dumps(record) + "\n")
       print(json.dumps(record), flush=True)
 

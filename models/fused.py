@@ -8,24 +8,29 @@ faster than autodiff through a scan of `cell.step`:
    [H, G*H] outer product per step inside the backward loop; here the
    backward scan computes only the gate gradients dG_t and dG_t @ W_hh^T, and
    dW_hh (and db_hh) are formed after the loop as one [H, T*B] x [T*B, G*H]
-   matmul. dW_ih, db_ih and dx follow from autodiff of the hoisted input
-   projection, also single large matmuls.
-2. One tanh for the sigmoid gates: sigmoid(z) = 0.5 * tanh(z / 2) + 0.5, with
+   matmul; dW_ih, db_ih and dx likewise, from the gate gradients of all
+   steps at once.
+2. The input projection x_t W_ih inside the forward loop, beside h W_hh. On
+   CPU this beat hoisting it out as one big matmul (which writes and rereads a
+   [T, B, G*H] array): 1.2-1.45x on the forward pass here (see the README's
+   performance section). The backward keeps the big matmuls.
+3. One tanh for the sigmoid gates: sigmoid(z) = 0.5 * tanh(z / 2) + 0.5, with
    the 1/2 folded into the gate columns of gx and W_hh before the loop.
-3. Batch chains. The batch is split into `chains` independent slices that the
-   same scan iteration advances side by side. They share no data, so XLA's CPU
-   runtime executes their matmuls and gate fusions concurrently on different
-   cores; a [32, 256] x [256, 1024] matmul alone does not use two cores well.
-   On accelerators one chain is best (one big matmul per step).
+4. Batch chains (optional, default off). The batch is split into `chains`
+   independent slices that the same scan iteration advances side by side.
+   They share no data, so XLA's CPU runtime may execute their matmuls and gate
+   fusions concurrently on different cores. A bare matmul + tanh loop ran
+   1.44x faster with 2 chains on 2 cores here, but whole LSTM/GRU layers
+   gained nothing in training and lost up to 20% in the LSTM forward pass, so
+   the default is 1 chain; `benchmarks/rnn_speed.py --chains=2` measures it.
 
-Shapes: T = time, B = batch, H = hidden, G = gates (4 LSTM, 3 GRU). Inputs are
-time-major: gx [T, B, G*H] (= x W_ih + b_ih), mask [T, B] bool or None.
+Shapes: T = time, B = batch, I = inputs, H = hidden, G = gates (4 LSTM, 3
+GRU). Inputs are time-major: xs [T, B, I], mask [T, B] bool or None.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any, Callable, Sequence
 
 import jax
@@ -33,19 +38,6 @@ import jax.numpy as jnp
 
 # ----------------------------------------------------------------------------
 # Batch chains.
-
-MIN_CHAIN_ROWS = 8  # below this, a chain's matmul is too small to be worth it
-
-
-def auto_chains(batch: int) -> int:
-  """The default number of chains for a batch: one per CPU core on the CPU
-  backend (at most 4, each with >= MIN_CHAIN_ROWS rows), 1 elsewhere."""
-  if jax.default_backend() != "cpu":
-    return 1
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-      os.cpu_count() or 1)
-  return max(1, min(cores, 4, batch // MIN_CHAIN_ROWS))
-
 
 def chain_bounds(batch: int, chains: int) -> list[tuple[int, int]]:
   """[start, stop) of each chain's rows; sizes differ by at most one."""
@@ -99,50 +91,69 @@ def _sigmoid_scale(hidden: int, pattern: str, dtype) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------
+# Shared pieces of the backward pass.
+
+def _input_grads(xs, w_ih, d_gx):
+  """Gradients of gx = xs @ w_ih + b from d_gx [T, B, G*H], as big matmuls.
+
+  Returns d_w_ih [I, G*H], d_b [G*H], d_xs [T, B, I].
+  """
+  inputs, gates = w_ih.shape
+  flat_x, flat_d = xs.reshape(-1, inputs), d_gx.reshape(-1, gates)
+  d_xs = (flat_d @ w_ih.T).reshape(xs.shape)
+  return flat_x.T @ flat_d, jnp.sum(flat_d, axis=0), d_xs
+
+
+# ----------------------------------------------------------------------------
 # LSTM: gates i, f, g, o; c' = f c + i g; h' = o tanh(c').
 
-def _lstm_forward(w_hh, gx, mask, h0, c0, unroll, chains):
+def _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains, save=True):
   hidden = h0.shape[-1]
-  scale = _sigmoid_scale(hidden, "ssts", gx.dtype)
-  offset = jnp.where(scale == 0.5, 0.5, 0.0).astype(gx.dtype)
-  w_scaled = w_hh * scale[None, :]
+  scale = _sigmoid_scale(hidden, "ssts", xs.dtype)
+  offset = jnp.where(scale == 0.5, 0.5, 0.0).astype(xs.dtype)
+  w_ih_s, b_s, w_hh_s = w_ih * scale[None, :], (b * scale)[None, :], w_hh * scale[None, :]
 
   def body(carry, inputs):
     h, c = carry
-    gx_t, real_t = inputs
+    x_t, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
-    acts = offset[None, :] + scale[None, :] * jnp.tanh(gx_t + h @ w_scaled)
+    z = x_t @ w_ih_s + h @ w_hh_s + b_s
+    acts = offset[None, :] + scale[None, :] * jnp.tanh(z)      # [b, 4H]
     i, f, g, o = jnp.split(acts, 4, axis=-1)
     c_new = f * c + i * g
     tanh_c = jnp.tanh(c_new)
     h_new = o * tanh_c
     y = _zero_masked(keep, h_new)
     h_new, c_new = _masked(keep, h_new, h), _masked(keep, c_new, c)
+    if not save:  # primal only: emit nothing the backward pass would need
+      return (h_new, c_new), (y,)
     held = () if keep is None else (h_new,)  # unmasked: the held h is y
     return (h_new, c_new), (y, acts, tanh_c, c_new) + held
 
   bounds = chain_bounds(h0.shape[0], chains)
-  xs = _split((gx * scale[None, None, :], mask), bounds, 1)
-  finals, saved = _scan_chains(body, _split((h0, c0), bounds, 0), xs,
+  finals, saved = _scan_chains(body, _split((h0, c0), bounds, 0),
+                               _split((xs, mask), bounds, 1),
                                reverse=False, unroll=unroll)
   ys = _join([s[0] for s in saved], 1)
   h, c = _join(finals, 0)
   return ys, h, c, saved
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _lstm(w_hh, gx, mask, h0, c0, unroll, chains):
-  ys, h, c, _ = _lstm_forward(w_hh, gx, mask, h0, c0, unroll, chains)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _lstm(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains):
+  ys, h, c, _ = _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains,
+                              save=False)
   return ys, h, c
 
 
-def _lstm_fwd(w_hh, gx, mask, h0, c0, unroll, chains):
-  ys, h, c, saved = _lstm_forward(w_hh, gx, mask, h0, c0, unroll, chains)
-  return (ys, h, c), (w_hh, mask, h0, c0, saved)
+def _lstm_fwd(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains):
+  ys, h, c, saved = _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll,
+                                  chains)
+  return (ys, h, c), (w_ih, w_hh, xs, mask, h0, c0, saved)
 
 
 def _lstm_bwd(unroll, chains, residuals, cotangents):
-  w_hh, mask, h0, c0, saved = residuals
+  w_ih, w_hh, xs, mask, h0, c0, saved = residuals
   d_ys, d_h, d_c = cotangents
   hidden = h0.shape[-1]
   w_hh_t = w_hh.T
@@ -165,11 +176,11 @@ def _lstm_bwd(unroll, chains, residuals, cotangents):
     dc_prev = _masked(keep, dc_total * f, dc)
     return (dh_prev, dc_prev), _zero_masked(keep, d_gates)
 
-  c0s = _split(c0, bounds, 0)
-  xs = tuple((dy, acts, tanh_c, _previous(c0_k, cs), m)
-             for dy, (_, acts, tanh_c, cs, *_), c0_k, m in zip(
-                 _split(d_ys, bounds, 1), saved, c0s, _split(mask, bounds, 1)))
-  d_finals, d_gx = _scan_chains(body, _split((d_h, d_c), bounds, 0), xs,
+  steps = tuple((dy, acts, tanh_c, _previous(c0_k, cs), m)
+                for dy, (_, acts, tanh_c, cs, *_), c0_k, m in zip(
+                    _split(d_ys, bounds, 1), saved, _split(c0, bounds, 0),
+                    _split(mask, bounds, 1)))
+  d_finals, d_gx = _scan_chains(body, _split((d_h, d_c), bounds, 0), steps,
                                 reverse=True, unroll=unroll)
   dh0, dc0 = _join(d_finals, 0)
   h_prev = _join([_previous(h0_k, held[0] if held else ys_k)
@@ -177,24 +188,27 @@ def _lstm_bwd(unroll, chains, residuals, cotangents):
                       _split(h0, bounds, 0), saved)], 1)
   d_gx = _join(d_gx, 1)                                      # [T, B, 4H]
   d_w_hh = h_prev.reshape(-1, hidden).T @ d_gx.reshape(-1, 4 * hidden)
-  return d_w_hh, d_gx, None, dh0, dc0
+  d_w_ih, d_b, d_xs = _input_grads(xs, w_ih, d_gx)
+  return d_w_ih, d_b, d_w_hh, d_xs, None, dh0, dc0
 
 
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 
-def lstm(w_hh: jax.Array, gx: jax.Array, mask: jax.Array | None,
-         h0: jax.Array, c0: jax.Array, *, unroll: int = 1,
+def lstm(w_ih: jax.Array, b: jax.Array, w_hh: jax.Array, xs: jax.Array,
+         mask: jax.Array | None, h0: jax.Array, c0: jax.Array, *,
+         unroll: int = 1,
          chains: int = 1) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """The LSTM recurrence over precomputed input gates.
+  """The LSTM layer of `cells.lstm` over time-major inputs.
 
   Args:
-    w_hh: [H, 4H]; gx: [T, B, 4H] = x W_ih + b; mask: [T, B] bool or None;
-    h0, c0: [B, H]; unroll: steps per scan iteration; chains: batch chains.
+    w_ih: [I, 4H]; b: [4H]; w_hh: [H, 4H]; xs: [T, B, I]; mask: [T, B] bool
+    or None; h0, c0: [B, H]; unroll: steps per scan iteration; chains: batch
+    chains.
   Returns:
     ys [T, B, H] (zero where masked), final h [B, H], final c [B, H].
   """
-  return _lstm(w_hh, gx, mask, h0, c0, unroll, chains)
+  return _lstm(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains)
 
 
 # ----------------------------------------------------------------------------
@@ -202,46 +216,53 @@ def lstm(w_hh: jax.Array, gx: jax.Array, mask: jax.Array | None,
 #   r = sigmoid(x_r + h W_r + b_r), z = sigmoid(x_z + h W_z + b_z)
 #   n = tanh(x_n + r * (h W_n + b_n)), h' = (1 - z) n + z h
 
-def _gru_forward(w_hh, b_hh, gx, mask, h0, unroll, chains):
+def _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll, chains,
+                 save=True):
   hidden = h0.shape[-1]
-  scale = _sigmoid_scale(hidden, "sst", gx.dtype)
-  w_scaled, b_scaled = w_hh * scale[None, :], (b_hh * scale)[None, :]
+  scale = _sigmoid_scale(hidden, "sst", xs.dtype)
+  w_ih_s, b_ih_s = w_ih * scale[None, :], (b_ih * scale)[None, :]
+  w_hh_s, b_hh_s = w_hh * scale[None, :], (b_hh * scale)[None, :]
 
   def body(h, inputs):
-    gx_t, real_t = inputs
+    x_t, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
-    gh = h @ w_scaled + b_scaled                              # [b, 3H]
-    rz = 0.5 * jnp.tanh(gx_t[:, :2 * hidden] + gh[:, :2 * hidden]) + 0.5
+    gx = x_t @ w_ih_s + b_ih_s                                # [b, 3H]
+    gh = h @ w_hh_s + b_hh_s
+    rz = 0.5 * jnp.tanh(gx[:, :2 * hidden] + gh[:, :2 * hidden]) + 0.5
     r, z = rz[:, :hidden], rz[:, hidden:]
     h_n = gh[:, 2 * hidden:]
-    n = jnp.tanh(gx_t[:, 2 * hidden:] + r * h_n)
+    n = jnp.tanh(gx[:, 2 * hidden:] + r * h_n)
     h_new = n + z * (h - n)
     y = _zero_masked(keep, h_new)
     h_new = _masked(keep, h_new, h)
+    if not save:  # primal only: emit nothing the backward pass would need
+      return h_new, (y,)
     held = () if keep is None else (h_new,)  # unmasked: the held h is y
     return h_new, (y, rz, n, h_n) + held
 
   bounds = chain_bounds(h0.shape[0], chains)
-  xs = _split((gx * scale[None, None, :], mask), bounds, 1)
-  finals, saved = _scan_chains(body, _split(h0, bounds, 0), xs,
+  finals, saved = _scan_chains(body, _split(h0, bounds, 0),
+                               _split((xs, mask), bounds, 1),
                                reverse=False, unroll=unroll)
   ys = _join([s[0] for s in saved], 1)
   return ys, _join(finals, 0), saved
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _gru(w_hh, b_hh, gx, mask, h0, unroll, chains):
-  ys, h, _ = _gru_forward(w_hh, b_hh, gx, mask, h0, unroll, chains)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(7, 8))
+def _gru(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll, chains):
+  ys, h, _ = _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll, chains,
+                          save=False)
   return ys, h
 
 
-def _gru_fwd(w_hh, b_hh, gx, mask, h0, unroll, chains):
-  ys, h, saved = _gru_forward(w_hh, b_hh, gx, mask, h0, unroll, chains)
-  return (ys, h), (w_hh, mask, h0, saved)
+def _gru_fwd(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll, chains):
+  ys, h, saved = _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll,
+                              chains)
+  return (ys, h), (w_ih, w_hh, xs, mask, h0, saved)
 
 
 def _gru_bwd(unroll, chains, residuals, cotangents):
-  w_hh, mask, h0, saved = residuals
+  w_ih, w_hh, xs, mask, h0, saved = residuals
   d_ys, d_h = cotangents
   hidden = h0.shape[-1]
   w_hh_t = w_hh.T
@@ -264,31 +285,34 @@ def _gru_bwd(unroll, chains, residuals, cotangents):
   h_prevs = [_previous(h0_k, held[0] if held else ys_k)
              for h0_k, (ys_k, _, _, _, *held) in zip(_split(h0, bounds, 0),
                                                      saved)]
-  xs = tuple((dy, rz, n, h_n, hp, m) for dy, (_, rz, n, h_n, *_), hp, m in zip(
-      _split(d_ys, bounds, 1), saved, h_prevs, _split(mask, bounds, 1)))
-  d_finals, grads = _scan_chains(body, _split(d_h, bounds, 0), xs,
+  steps = tuple((dy, rz, n, h_n, hp, m)
+                for dy, (_, rz, n, h_n, *_), hp, m in zip(
+                    _split(d_ys, bounds, 1), saved, h_prevs,
+                    _split(mask, bounds, 1)))
+  d_finals, grads = _scan_chains(body, _split(d_h, bounds, 0), steps,
                                  reverse=True, unroll=unroll)
   d_gx = _join([g[0] for g in grads], 1)                     # [T, B, 3H]
   d_gh = _join([g[1] for g in grads], 1)
   h_prev = _join(h_prevs, 1)
   d_w_hh = h_prev.reshape(-1, hidden).T @ d_gh.reshape(-1, 3 * hidden)
   d_b_hh = jnp.sum(d_gh, axis=(0, 1))
-  return d_w_hh, d_b_hh, d_gx, None, _join(d_finals, 0)
+  d_w_ih, d_b_ih, d_xs = _input_grads(xs, w_ih, d_gx)
+  return d_w_ih, d_b_ih, d_w_hh, d_b_hh, d_xs, None, _join(d_finals, 0)
 
 
 _gru.defvjp(_gru_fwd, _gru_bwd)
 
 
-def gru(w_hh: jax.Array, b_hh: jax.Array, gx: jax.Array,
-        mask: jax.Array | None, h0: jax.Array, *, unroll: int = 1,
-        chains: int = 1) -> tuple[jax.Array, jax.Array]:
-  """The GRU (reset_after) recurrence over precomputed input gates.
+def gru(w_ih: jax.Array, b_ih: jax.Array, w_hh: jax.Array, b_hh: jax.Array,
+        xs: jax.Array, mask: jax.Array | None, h0: jax.Array, *,
+        unroll: int = 1, chains: int = 1) -> tuple[jax.Array, jax.Array]:
+  """The GRU (reset_after) layer of `cells.gru` over time-major inputs.
 
   Args:
-    w_hh: [H, 3H]; b_hh: [3H]; gx: [T, B, 3H] = x W_ih + b_ih; mask: [T, B]
-    bool or None; h0: [B, H]; unroll: steps per scan iteration; chains: batch
-    chains.
+    w_ih: [I, 3H]; b_ih: [3H]; w_hh: [H, 3H]; b_hh: [3H]; xs: [T, B, I];
+    mask: [T, B] bool or None; h0: [B, H]; unroll: steps per scan iteration;
+    chains: batch chains.
   Returns:
     ys [T, B, H] (zero where masked) and the final h [B, H].
   """
-  return _gru(w_hh, b_hh, gx, mask, h0, unroll, chains)
+  return _gru(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll, chains)

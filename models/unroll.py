@@ -123,7 +123,7 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
         lengths: jax.Array | None = None, *, reverse: bool = False,
         initial_state: Any = None, unroll: int = 1,
         implementation: str = "auto",
-        chains: int | None = None) -> tuple[jax.Array, Any]:
+        chains: int = 1) -> tuple[jax.Array, Any]:
   """Runs `cell` over a batch of padded sequences with one `lax.scan`.
 
   Args:
@@ -141,9 +141,9 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
       and 'gru'); 'scan' forces the generic scan of `cell.step`,
       differentiated by JAX. Both compute the same numbers.
     chains: (fused path only) split the batch into this many independent
-      slices advanced side by side in one scan, so the CPU runs them on
-      different cores; None picks `fused.auto_chains(B)` (one per core on
-      CPU, 1 on accelerators). Results do not depend on it.
+      slices advanced side by side in one scan, which the CPU may run on
+      different cores (see `models.fused`); in [1, B]. Results do not depend
+      on it.
 
   Returns:
     ys: [B, T, H] outputs in the input's time order, zero on padding.
@@ -166,23 +166,27 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
   xs_tm = jnp.swapaxes(xs, 0, 1)                             # [T, B, I]
   if reverse:
     xs_tm = reverse_within_length(xs_tm, lengths)
-  gx = cell.project(params, xs_tm)                           # [T, B, G*H]
 
   use_fused = implementation == "auto" and cell.name in ("lstm", "gru")
-  if use_fused:
+  if use_fused:  # the input projection happens inside the fused loop
     mask = None if lengths is None else _time_mask(lengths, max_len)
-    chains = fused.auto_chains(batch) if chains is None else chains
-    if batch == 0:
-      chains = 1
+    chains = 1 if batch == 0 else chains
     if cell.name == "lstm":
-      ys, h, c = fused.lstm(params["w_hh"], gx, mask, initial_state.h,
-                            initial_state.c, unroll=unroll, chains=chains)
+      ys, h, c = fused.lstm(params["w_ih"], params["b"], params["w_hh"], xs_tm,
+                            mask, initial_state.h, initial_state.c,
+                            unroll=unroll, chains=chains)
       final_state = cells_lib.LSTMState(h, c)
     else:
-      ys, h = fused.gru(params["w_hh"], params["b_hh"], gx, mask,
-                        initial_state.h, unroll=unroll, chains=chains)
+      ys, h = fused.gru(params["w_ih"], params["b_ih"], params["w_hh"],
+                        params["b_hh"], xs_tm, mask, initial_state.h,
+                        unroll=unroll, chains=chains)
       final_state = cells_lib.HiddenState(h)
-  elif lengths is None:
+    if reverse:
+      ys = reverse_within_length(ys, lengths)
+    return jnp.swapaxes(ys, 0, 1), final_state               # [B, T, H]
+
+  gx = cell.project(params, xs_tm)                           # [T, B, G*H]
+  if lengths is None:
     def body(state, gx_t):
       return cell.step(params, state, gx_t)
     final_state, ys = jax.lax.scan(body, initial_state, gx, unroll=unroll)
@@ -214,7 +218,7 @@ def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
                   xs: jax.Array, lengths: jax.Array | None = None, *,
                   merge: str = "concat", initial_states: Any = None,
                   unroll: int = 1,
-                  chains: int | None = None) -> tuple[jax.Array, tuple[Any, Any]]:
+                  chains: int = 1) -> tuple[jax.Array, tuple[Any, Any]]:
   """A bidirectional layer (Schuster & Paliwal 1997).
 
   Args:
@@ -254,7 +258,7 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
             merge: str = "concat", initial_states: Sequence[Any] | None = None,
             dropout_rate: float = 0.0, dropout_rng: jax.Array | None = None,
             unroll: int = 1,
-            chains: int | None = None) -> tuple[jax.Array, tuple[Any, ...]]:
+            chains: int = 1) -> tuple[jax.Array, tuple[Any, ...]]:
   """Stacked (optionally bidirectional) layers with dropout between them.
 
   Args:

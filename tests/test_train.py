@@ -289,3 +289,43 @@ def test_evaluate_command_reproduces_the_logged_metrics(tmp_path):
   assert code == 1 and "override 'no_such_key': not a key" in err
   code, err, _ = evaluate("--step=7")
   assert code == 1 and "no checkpoint 7" in err
+
+
+def test_best_metric_keeps_the_best_evaluation(tmp_path):
+  """best_metric keeps the state of the best evaluation (not the latest),
+  reports it in the summary, survives a resume, and evaluates back exactly."""
+  config = tiny(adding_config.get_config(), seq_len=12, eval_every_steps=5,
+                num_train_steps=30, learning_rate=0.3,
+                best_metric="valid/mse:min")
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  valid = [r for r in read_metrics(tmp_path) if r["split"] == "valid"]
+  best = min(valid, key=lambda r: r["mse"])
+  assert summary["best"]["step"] == best["step"]
+  assert summary["best"]["value"] == pytest.approx(best["mse"])
+  assert best["step"] != valid[-1]["step"]  # else this test proves nothing
+
+  _, task, params, step = train.load_trained(str(tmp_path), best=True)
+  _, eval_step = train.make_steps(task, train.make_optimizer(config))
+  assert step == best["step"]
+  np.testing.assert_allclose(train.evaluate(task, eval_step, params)["valid"]["mse"],
+                             best["mse"], rtol=1e-5)
+
+  config.num_train_steps = 15                     # interrupted, then resumed
+  train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  config.num_train_steps = 30
+  resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert resumed["best"] == summary["best"]
+
+
+def test_bad_best_metric_is_a_clear_error(tmp_path):
+  with pytest.raises(ValueError, match="best_metric: expected 'SPLIT/METRIC:min'"):
+    train.train_and_evaluate(tiny(adding_config.get_config(),
+                                  best_metric="valid/mse"), str(tmp_path / "a"))
+  with pytest.raises(ValueError, match="valid/nope is not reported; the task "
+                     "reports .*valid/mse"):
+    train.train_and_evaluate(tiny(adding_config.get_config(),
+                                  best_metric="valid/nope:min"),
+                             str(tmp_path / "b"))
+  with pytest.raises(ValueError, match="has no best_checkpoint"):
+    train.train_and_evaluate(CONFIGS["adding"](), str(tmp_path / "c"))
+    train.load_trained(str(tmp_path / "c"), best=True)

@@ -41,5 +41,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 512
   config.num_eval_examples = 2560
   config.max_checkpoints_to_keep = 2
+  # Model selection: 'SPLIT/METRIC:min|max' (e.g. 'valid/perplexity:min')
+  # also keeps the state of the best evaluation in WORKDIR/best_checkpoint and
+  # reports it as summary['best']; '' keeps only the latest checkpoints.
+  config.best_metric = ""
   config.progress_bar = True
   return config

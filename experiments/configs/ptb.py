@@ -6,7 +6,11 @@ Reproduce the small (non-regularized) LSTM, 2 x 200, on CPU:
 
 Expected: test perplexity <= 114.5 (paper: valid 120.7, test 114.5;
 TensorFlow's reference reproduction: test 115.9) after 13 epochs of 2,323
-steps. The medium and large rows (GPU-sized):
+steps, for the epoch with the best validation perplexity (kept in
+WORKDIR/best_checkpoint; this small model overfits after about epoch 6), with
+the test text read as one stream as the paper's code does:
+  python -m experiments.evaluate --workdir=workdirs/ptb_small --best \
+      --set=eval_batch_size=1 The medium and large rows (GPU-sized):
 
   python -m experiments.ptb --workdir=DIR --config=experiments/configs/ptb.py:medium
       paper: valid 86.2, test 82.7     (650 units, dropout 0.5, 39 epochs)
@@ -97,6 +101,9 @@ def get_config(arg: str | None = None):
   config.eval_batch_size = 20
   config.stop_when_solved = False
   config.max_train_examples = 0
+  # Model selection on validation perplexity: the state of the best epoch is
+  # kept in WORKDIR/best_checkpoint and summary['best'] reports its test too.
+  config.best_metric = "valid/perplexity:min"
 
   if variant == "char":
     config.level = "char"
