@@ -382,6 +382,19 @@ def load_trained(workdir: str, step: int | None = None,
     config[key] = value
   task = tasks_lib.build(config)
   like = initial_state(config, task, make_optimizer(config))
+  params, step = restore_eval_params(workdir, like, step, best=best)
+  return config, task, params, step
+
+
+def restore_eval_params(workdir: str, like: TrainState, step: int | None = None,
+                        *, best: bool = False):
+  """Read-only restore of checkpoint `step` (default: the latest; best=True:
+  the one kept by config.best_metric) into the structure of `like`.
+
+  Returns (the params evaluations use, the step). Errors are ValueError (no
+  such checkpoint) or CheckpointError (damaged files).
+  """
+  workdir = os.path.abspath(os.path.expanduser(workdir))
   options = ocp.CheckpointManagerOptions(read_only=True, create=False,
                                          cleanup_tmp_directories=False)
   directory = os.path.join(workdir, BEST_DIR if best else "checkpoints")
@@ -403,7 +416,7 @@ def load_trained(workdir: str, step: int | None = None,
     except Exception as e:  # orbax raises many types for damaged files
       raise CheckpointError(f"checkpoint {step} in {directory} cannot be "
                             f"restored ({type(e).__name__})") from e
-  return config, task, restored["state"].eval_params(), step
+  return restored["state"].eval_params(), int(step)
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:

@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import app, flags, logging
 
 import tasks as tasks_lib
@@ -81,23 +80,8 @@ def load(workdir: str, step: int | None = None) -> Loaded:
       step=jnp.asarray(0, jnp.int32), params=params, opt_state=tx.init(params),
       rng=jax.random.PRNGKey(0),
       ema_params=params if config.get("ema_decay", 0.0) > 0 else ())
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False,
-                                         cleanup_tmp_directories=False)
-  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-  with ocp.CheckpointManager(directory, options=options) as manager:
-    step = manager.latest_step() if step is None else step
-    if step is None:
-      raise ValueError(f"workdir: {workdir} has no checkpoint yet")
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
-    try:
-      restored = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract)))
-    except Exception as e:  # orbax raises many types for damaged files
-      raise train.CheckpointError(
-          f"checkpoint {step} in {directory} cannot be restored "
-          f"({type(e).__name__})") from e
-  return Loaded(config, model, restored["state"].eval_params(), source_vocab,
-                target_vocab, int(step))
+  params, step = train.restore_eval_params(workdir, like, step)
+  return Loaded(config, model, params, source_vocab, target_vocab, step)
 
 
 def translate_lines(loaded: Loaded, lines, *, beam_size: int | None = None,
