@@ -357,6 +357,16 @@ def initial_state(config, task, tx) -> TrainState:
                     if config.get("ema_decay", 0.0) > 0 else ())
 
 
+def read_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """WORKDIR/config.json as written by `train_and_evaluate`; ValueError if absent."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError(f"workdir: {workdir} has no config.json (is it a training "
+                     f"workdir?)")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
 def load_trained(workdir: str, step: int | None = None,
                  overrides: dict[str, Any] | None = None, *, best: bool = False):
   """A trained run, read-only: -> (config, task, eval params, step).
@@ -369,12 +379,7 @@ def load_trained(workdir: str, step: int | None = None,
   still training.
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise ValueError(f"workdir: {workdir} has no config.json (is it a training "
-                     f"workdir?)")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = read_run_config(workdir)
   for key, value in (overrides or {}).items():
     if key not in config:
       raise ValueError(f"override {key!r}: not a key of the run's config; keys "

@@ -27,7 +27,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from absl import app, flags, logging
 
@@ -59,12 +58,7 @@ def _max_source_tokens(config) -> int:
 
 def load(workdir: str, step: int | None = None) -> Loaded:
   """Config, model, params and vocabularies from a training workdir."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise ValueError(f"workdir: {workdir} has no config.json (is it a training "
-                     f"workdir?)")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = train.read_run_config(workdir)
   if config.task not in SEQ2SEQ_TASKS:
     raise ValueError(f"workdir: {workdir} holds task {config.task!r}, not one "
                      f"of the seq2seq tasks {SEQ2SEQ_TASKS}")
