@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 from absl import app, flags, logging
 
 import train
+from experiments import launch
 
 flags.DEFINE_string("workdir", None, "A training workdir.", required=True)
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
@@ -53,13 +53,10 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   FLAGS = flags.FLAGS
-  try:
+  with launch.user_errors_exit():
     overrides = parse_overrides(FLAGS.set)
     config, task, params, step = train.load_trained(
         FLAGS.workdir, FLAGS.step, overrides, best=FLAGS.best)
-  except (ValueError, train.CheckpointError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(1)
   _, eval_step = train.make_steps(task, train.make_optimizer(config))
   start = time.time()
   results = train.evaluate(task, eval_step, params)

@@ -7,6 +7,7 @@ Configs are locked, so a mistyped key is an error, not a new key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 
@@ -14,6 +15,21 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import train
+
+# What a user can cause (bad flags, configs, workdirs, checkpoints, data, a
+# diverging run): reported as one 'error: ...' line, not a traceback.
+USER_ERRORS = (ValueError, train.CheckpointError, train.NonFiniteLossError)
+
+
+@contextlib.contextmanager
+def user_errors_exit():
+  """Turns USER_ERRORS raised inside into 'error: MESSAGE' on stderr and exit
+  status 1; anything else (a bug) keeps its traceback."""
+  try:
+    yield
+  except USER_ERRORS as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(1)
 
 
 def main(default_config: str) -> None:
@@ -29,11 +45,8 @@ def main(default_config: str) -> None:
     if not flags.FLAGS["verbosity"].present:  # orbax logs every save at INFO
       logging.set_verbosity(logging.WARNING)
     config = flags.FLAGS.config
-    try:
+    with user_errors_exit():
       summary = train.train_and_evaluate(config, flags.FLAGS.workdir)
-    except (ValueError, train.CheckpointError, train.NonFiniteLossError) as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(1)
     print(json.dumps(summary, indent=2))
 
   app.run(run)

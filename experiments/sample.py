@@ -12,7 +12,6 @@ separated by spaces, characters joined; '<eos>' becomes a line break.
 
 from __future__ import annotations
 
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ from absl import app, flags, logging
 import corpora
 import input_pipeline
 import train
+from experiments import launch
 from models import language_model
 from tasks import ptb as ptb_task
 
@@ -88,12 +88,9 @@ def main():
     if not flags.FLAGS["verbosity"].present:  # orbax warns on read-only opens
       logging.set_verbosity(logging.ERROR)
     f = flags.FLAGS
-    try:
+    with launch.user_errors_exit():
       print(generate(f.workdir, length=f.length, temperature=f.temperature,
                      prompt=f.prompt, seed=f.seed, step=f.step))
-    except (ValueError, train.CheckpointError) as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(1)
 
   app.run(run)
 

@@ -32,6 +32,7 @@ from absl import app, flags, logging
 
 import tasks as tasks_lib
 import train
+from experiments import launch
 from tasks import decoding
 from tasks import seq2seq as seq2seq_task
 
@@ -141,7 +142,7 @@ def main():
     if not flags.FLAGS["verbosity"].present:  # orbax warns on read-only opens
       logging.set_verbosity(logging.ERROR)
     f = flags.FLAGS
-    try:
+    with launch.user_errors_exit():
       if f.evaluate:
         print(format_report(evaluate_and_write(f.workdir, f.split, f.step)))
         return
@@ -154,9 +155,6 @@ def main():
         if result.note:
           print(f"line {number}: {result.note}", file=sys.stderr)
         print(result.text)
-    except (ValueError, train.CheckpointError) as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(1)
 
   app.run(run)
 
