@@ -525,8 +525,7 @@ def evaluate(composition: Composition, params: Params, inputs: jax.Array,
   [M + 1, H] node-state buffer (row M: scratch). The gradient is a second
   loop over the steps in reverse (`_levels`' custom VJP) that reads
   children's states from the final buffer, so nothing per step is stored
-  and each step costs O(W A H), not O(M H); the parameter gradient is one
-  batched vjp over all scheduled rows after it.
+  and each step costs O(W A H), not O(M H).
   """
   m = inputs.shape[0]
   children = jnp.asarray(trees.children)
@@ -576,46 +575,38 @@ def _levels_fwd(combine, params, gx, h, c, slots, schedule):
 
 
 def _levels_bwd(combine, residuals, cotangents):
-  """Reverse loop over the steps: each step's node cotangents go back to its
-  children through `combine`'s input side only; the parameter gradient is
-  ONE batched vjp over every scheduled row after the loop (large matmuls
-  instead of a small one and an accumulation per step)."""
+  """Reverse loop over the used steps: each step's node cotangents go back
+  through `combine` to its children (read from the final buffer, which holds
+  the values they had when used) and to params and gx."""
   params, gx, h, c, slots, schedule = residuals
   dh, dc = cotangents
   m = gx.shape[0] - 1
   steps = _used_steps(schedule, m)
-  kids_all = slots[schedule]                                          # [S, W, A]
-  zeros_out = jnp.zeros(schedule.shape + h.shape[-1:], h.dtype)       # [S, W, H]
 
   def back(i, carry):
-    dh, dc, dgs, out_h, out_c = carry
+    dh, dc, dparams, dgs = carry
     s = steps - 1 - i
-    ids, kids = schedule[s], kids_all[s]
+    ids = schedule[s]
     real = (ids < m)[:, None]
+    kids = slots[ids]
     mask = kids < m
-    children = NodeState(h[kids], c[kids])        # final = value when computed
-    _, vjp = jax.vjp(lambda g, ch: combine(params, g, ch, mask), gx[ids], children)
+    children = NodeState(h[kids], c[kids])
+    _, vjp = jax.vjp(lambda p, g, ch: combine(p, g, ch, mask), params, gx[ids],
+                     children)
     d_new = NodeState(jnp.where(real, dh[ids], 0.0), jnp.where(real, dc[ids], 0.0))
-    dg, dch = vjp(d_new)
+    dp, dg, dch = vjp(d_new)
     keep = mask[..., None]
     dh = dh.at[ids].set(0.0).at[kids].add(jnp.where(keep, dch.h, 0.0))
     dc = dc.at[ids].set(0.0).at[kids].add(jnp.where(keep, dch.c, 0.0))
-    put = lambda rows, x: jax.lax.dynamic_update_index_in_dim(rows, x, s, 0)
-    return (dh, dc, put(dgs, jnp.where(real, dg, 0.0)), put(out_h, d_new.h),
-            put(out_c, d_new.c))
+    dparams = jax.tree_util.tree_map(jnp.add, dparams, dp)
+    dgs = jax.lax.dynamic_update_index_in_dim(dgs, jnp.where(real, dg, 0.0), s, 0)
+    return (dh, dc, dparams, dgs)
 
-  dgs = jnp.zeros(schedule.shape + gx.shape[-1:], gx.dtype)          # [S, W, G]
-  dh, dc, dgs, out_h, out_c = jax.lax.fori_loop(
-      0, steps, back, (dh, dc, dgs, zeros_out, zeros_out))
-  # Parameters: every (step, slot) row at once; rows the loop skipped or
-  # padding have zero cotangents and add nothing.
-  ids = schedule.reshape(-1)
-  kids = kids_all.reshape(ids.shape[0], -1)
-  children = NodeState(h[kids], c[kids])
-  _, vjp = jax.vjp(lambda p: combine(p, gx[ids], children, kids < m), params)
-  hidden = h.shape[-1]
-  (dparams,) = vjp(NodeState(out_h.reshape(-1, hidden), out_c.reshape(-1, hidden)))
-  dgx = jnp.zeros_like(gx).at[ids].add(dgs.reshape(-1, dgs.shape[-1]))
+  zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+  dgs = jnp.zeros(schedule.shape + gx.shape[-1:], gx.dtype)
+  dh, dc, dparams, dgs = jax.lax.fori_loop(0, steps, back, (dh, dc, zeros, dgs))
+  dgx = jnp.zeros_like(gx).at[schedule.reshape(-1)].add(
+      dgs.reshape(-1, dgs.shape[-1]))
   # Rows of scheduled slots were overwritten: their leaf values get no gradient
   # (their cotangents were consumed above and zeroed).
   return (dparams, dgx, dh, dc, None, None)
