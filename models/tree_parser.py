@@ -1,4 +1,5 @@
-"""Learning tree structure (Socher et al. 2011): greedy merge parsing, max-margin loss.
+"""Learning tree structure (Socher et al. 2011): greedy merge parsing, trained
+per step along the gold tree (or with the paper's global max-margin loss).
 
 B = sentences, T = token slots (bucketed), H = hidden units. Node layout of
 every tree here: leaves 0 .. T-1 are the tokens in order; merge k creates
@@ -15,17 +16,48 @@ other pair scores are carried). With `gold_spans` and margin kappa it
 decodes loss-augmented: every pair whose span is not a gold span gets
 +kappa. Beam search is not implemented.
 
-The structured max-margin loss (Socher et al. 2011, eq. 6, without the
-L2 term; use weight decay for that):
-  max(0, s(y_hat) + Delta(y_hat, y) - s(y)),
-  y_hat = the loss-augmented greedy tree, Delta = kappa * (number of y_hat's
-  spans that are not spans of the gold tree y).
-Both tree scores are computed by `models.recursive.evaluate` with the
-trees' merge order as the schedule (gold trees given as merge sequences,
-`merge_order`), so every batch of T tokens has fixed shapes and gradients
-reach W, U, b, u.
+Objectives (`GreedyParser.objective`, `OBJECTIVES`):
 
-`span_counts` gives unlabeled bracketing counts; precision, recall and F1
+  'local_xent', 'local_margin' (per step, along the gold tree). The same
+  merge scan runs teacher-forced (`teacher_forced_parse`): at every step the
+  candidates are the adjacent pairs of the current frontier, and the
+  correct ones are the gold pairs, those whose span is a gold span (on a
+  frontier of gold constituents: two siblings of the gold tree). The step
+  then merges a correct pair, so the scan ends with the gold tree, and it
+  pays
+    local_xent:   -log( sum_{correct} e^{s_i} / sum_{valid} e^{s_i} )
+    local_margin: max(0, kappa + max_{wrong} s_i - max_{correct} s_i)
+  (0 at steps without a wrong pair). The loss is the mean over merge steps.
+  Gradients flow through the scores and through the composed node vectors
+  carried on the frontier from step to step (no stop_gradient), so early
+  compositions learn to serve later decisions.
+  Which gold pairs count as correct (`gold_pairs`): any bottom-up order of
+  the gold merges builds the gold tree, and greedy decoding recovers it iff
+  at every step its best-scoring pair is a gold pair. So with 'all'
+  (default) every currently mergeable gold pair is correct and the step
+  merges the best-scoring one: the loss asks exactly for max over gold >
+  max over the rest, and training visits the states greedy decoding visits
+  while it is right. 'leftmost' fixes one order (the leftmost gold pair is
+  the only correct one, other gold pairs count as wrong), which also makes
+  the net learn an arbitrary order; on UD Turkish (800 steps, local_xent)
+  it reached test F1 30.1 against 47.4 with 'all'.
+
+  'global_margin' (Socher et al. 2011, eq. 6, without the L2 term; use
+  weight decay for that), per sentence:
+    max(0, s(y_hat) + Delta(y_hat, y) - s(y)),
+    y_hat = the loss-augmented greedy tree, Delta = kappa * (number of y_hat's
+    spans that are not spans of the gold tree y).
+  Both tree scores are computed by `models.recursive.evaluate` with the
+  trees' merge order as the schedule (gold trees given as merge sequences,
+  `merge_order`). With greedy decoding this loss can reach 0 while greedy
+  still misses the gold tree (s(y) beats the greedy tree's score, yet
+  greedy never reaches y): on ListOps it stalled at bracket F1 54.4 with
+  training loss 1e-7; local_xent reaches F1 1.0 there by step 100 and
+  local_margin by step 200 (the first evaluations), and on UD Turkish
+  (800 steps) local_xent / local_margin / global_margin reach test F1
+  47.4 / 43.0 / 14.8.
+
+`bracket_counts` gives unlabeled bracketing counts; precision, recall and F1
 come from their corpus totals (`bracket_scores`). The whole-sentence span
 (always right) and single tokens are not counted.
 """
@@ -119,7 +151,12 @@ def gold_span_table(trees_spans: Sequence[Sequence[tuple[int, int]]],
 
 
 # ----------------------------------------------------------------------------
-# Greedy parsing under jit.
+# Greedy and teacher-forced parsing under jit.
+
+OBJECTIVES = ("local_margin", "local_xent", "global_margin")
+GOLD_PAIRS = ("all", "leftmost")
+_NEG = -1e30   # stands for -inf in masked max / logsumexp (finite: no NaN grads)
+
 
 class Parse(NamedTuple):
   """children [B, T - 1, 2]: merge k's two nodes (node ids, see module doc);
@@ -129,6 +166,14 @@ class Parse(NamedTuple):
   spans: jax.Array
   active: jax.Array
   scores: jax.Array
+
+
+class LocalTerms(NamedTuple):
+  """Per-step losses along the gold merge path, [B, T - 1] each (0 at
+  inactive steps): hinge max(0, kappa + max wrong s - max correct s) (0 where
+  no wrong pair is left), xent -log(sum_correct e^s / sum_valid e^s)."""
+  hinge: jax.Array
+  xent: jax.Array
 
 
 def _compose(comp, params, left, right):
@@ -141,21 +186,35 @@ def _compose(comp, params, left, right):
   return p.reshape(shape)
 
 
-def greedy_parse(params, score_vector, leaves, lengths, *, gold_spans=None,
-                 margin: float = 0.0) -> Parse:
-  """Greedy bottom-up parsing of a batch, one `lax.scan` over merges.
+def _masked_max(x, mask):
+  return jnp.max(jnp.where(mask, x, _NEG), axis=-1)
 
-  Args:
-    params: the 'rnn' composition's params (arity 2).
-    score_vector: u [H].
-    leaves: [B, T, H] leaf vectors; lengths [B] tokens per sentence (>= 1).
-    gold_spans: [B, T + 1, T + 1] bool, for loss-augmented decoding: pairs
-      whose span is not gold get + margin.
-  """
+
+def _masked_logsumexp(x, mask):
+  return jax.nn.logsumexp(jnp.where(mask, x, _NEG), axis=-1)
+
+
+def _merge_scan(params, score_vector, leaves, lengths, gold_spans, margin, *,
+                teacher: bool, gold_pairs: str = "all"):
+  """The merge loop shared by `greedy_parse` and `teacher_forced_parse`:
+  one `lax.scan` over the T - 1 merges of the whole batch -> (Parse,
+  LocalTerms or None).
+
+  The carry is the frontier (node vectors h [B, T, H], ids, spans), the
+  adjacent pairs' composed vectors p [B, T - 1, H] and scores s [B, T - 1];
+  merge k picks pair j, writes p_j over node j, shifts the nodes and pairs
+  right of it left by one and composes only the two pairs j - 1, j that now
+  contain the new node. All of it is differentiable in params, u and leaves
+  (the choice j is an integer)."""
   comp = recursive.recursive_net(2)
-  b, t, hidden = leaves.shape
+  b, t, _ = leaves.shape
   positions = jnp.arange(t)
   rows = jnp.arange(b)
+  if t < 2:
+    empty = jnp.zeros((b, 0, 2), jnp.int32)
+    none = jnp.zeros((b, 0))
+    return (Parse(empty, empty, jnp.zeros((b, 0), bool), none),
+            LocalTerms(none, none) if teacher else None)
   pairs = _compose(comp, params, leaves[:, :-1], leaves[:, 1:])      # [B, T-1, H]
   carry = (leaves, pairs, pairs @ score_vector,
            jnp.broadcast_to(positions, (b, t)),                      # node ids
@@ -167,18 +226,34 @@ def greedy_parse(params, score_vector, leaves, lengths, *, gold_spans=None,
     count = lengths - k                                              # nodes left
     active = count > 1
     valid = positions[None, :-1] < (count - 1)[:, None]              # [B, T-1]
-    augmented = s
+    is_gold = None
     if gold_spans is not None:
-      pair_start, pair_end = starts[:, :-1], ends[:, 1:]
-      is_gold = gold_spans[rows[:, None], pair_start, pair_end]
-      augmented = s + margin * (~is_gold).astype(s.dtype)
-    j = jnp.argmax(jnp.where(valid, augmented, -jnp.inf), axis=1)    # [B]
+      is_gold = valid & gold_spans[rows[:, None], starts[:, :-1], ends[:, 1:]]
+    terms = ()
+    if teacher:
+      # Merge a gold pair; the loss asks the correct pairs to beat the rest.
+      if gold_pairs == "all":      # any gold pair; merge the best-scoring one
+        j = jnp.argmax(jnp.where(is_gold, s, _NEG), axis=1)
+        correct = is_gold
+      else:                        # 'leftmost': the one gold pair of a fixed order
+        j = jnp.argmax(is_gold, axis=1)
+        correct = positions[None, :-1] == j[:, None]
+      wrong = valid & ~correct
+      hinge = jax.nn.relu(margin + _masked_max(s, wrong) - _masked_max(s, correct))
+      hinge = jnp.where(active & jnp.any(wrong, 1), hinge, 0.0)
+      xent = _masked_logsumexp(s, valid) - _masked_logsumexp(s, correct)
+      terms = (jnp.where(active, xent, 0.0), hinge)
+    else:
+      augmented = s
+      if is_gold is not None:
+        augmented = s + margin * (~is_gold).astype(s.dtype)
+      j = jnp.argmax(jnp.where(valid, augmented, -jnp.inf), axis=1)  # [B]
     take = lambda x, i: x[rows, i]
     merged = take(p, j)                                              # [B, H]
     new_id = t + k
     record = (jnp.stack([take(ids, j), take(ids, j + 1)], -1),
               jnp.stack([take(starts, j), take(ends, j + 1)], -1),
-              active, take(s, j))
+              active, take(s, j)) + terms
     # Nodes: i < j keep, i == j merged, i > j shift left by one.
     src = jnp.minimum(positions[None, :] + (positions[None, :] > j[:, None]), t - 1)
     at_j = positions[None, :] == j[:, None]
@@ -206,13 +281,56 @@ def greedy_parse(params, score_vector, leaves, lengths, *, gold_spans=None,
              keep(starts2, starts), keep(ends2, ends))
     return carry, record
 
-  if t < 2:
-    empty = jnp.zeros((b, 0, 2), jnp.int32)
-    return Parse(empty, empty, jnp.zeros((b, 0), bool), jnp.zeros((b, 0)))
-  _, (children, span, active, scores) = jax.lax.scan(merge, carry, jnp.arange(t - 1))
+  _, out = jax.lax.scan(merge, carry, jnp.arange(t - 1))
   swap = lambda x: jnp.swapaxes(x, 0, 1)
-  return Parse(swap(children).astype(jnp.int32), swap(span).astype(jnp.int32),
-               swap(active), swap(scores))
+  children, span, active, scores = out[:4]
+  parse = Parse(swap(children).astype(jnp.int32), swap(span).astype(jnp.int32),
+                swap(active), swap(scores))
+  if not teacher:
+    return parse, None
+  xent, hinge = out[4:]
+  return parse, LocalTerms(hinge=swap(hinge), xent=swap(xent))
+
+
+def greedy_parse(params, score_vector, leaves, lengths, *, gold_spans=None,
+                 margin: float = 0.0) -> Parse:
+  """Greedy bottom-up parsing of a batch, one `lax.scan` over merges.
+
+  Args:
+    params: the 'rnn' composition's params (arity 2).
+    score_vector: u [H].
+    leaves: [B, T, H] leaf vectors; lengths [B] tokens per sentence (>= 1).
+    gold_spans: [B, T + 1, T + 1] bool, for loss-augmented decoding: pairs
+      whose span is not gold get + margin.
+  """
+  return _merge_scan(params, score_vector, leaves, lengths, gold_spans, margin,
+                     teacher=False)[0]
+
+
+def teacher_forced_parse(params, score_vector, leaves, lengths, gold_spans, *,
+                         margin: float = 1.0, gold_pairs: str = "all"
+                         ) -> tuple[Parse, LocalTerms]:
+  """Runs the merge loop along the gold tree (one `lax.scan`) -> (the parse,
+  which is the gold tree, and the per-step local losses).
+
+  At every step the candidates are the adjacent pairs of the current
+  frontier; a pair is gold iff its span is a gold span (`gold_spans` [B,
+  T + 1, T + 1]; on a frontier of gold constituents that makes the two
+  nodes siblings in the gold tree).
+    gold_pairs='all': every gold pair is correct, and the step merges the
+      best-scoring one -- the pair greedy decoding would take if it is
+      right, so training visits the decoder's own states while it stays on
+      the gold tree, and greedy recovers the tree iff max over gold pairs >
+      max over the rest at every step.
+    gold_pairs='leftmost': only the leftmost gold pair (a fixed bottom-up
+      order) is correct; the other gold pairs count as wrong.
+  Gradients flow through the scores and the composed frontier vectors
+  across steps (no stop_gradient).
+  """
+  if gold_pairs not in GOLD_PAIRS:
+    raise ValueError(f"gold_pairs: expected one of {GOLD_PAIRS}, got {gold_pairs!r}")
+  return _merge_scan(params, score_vector, leaves, lengths, gold_spans, margin,
+                     teacher=True, gold_pairs=gold_pairs)
 
 
 def parse_to_trees(parse: Parse, tokens, lengths) -> recursive.TreeBatch:
@@ -248,22 +366,41 @@ def tree_scores(score_vector, states: recursive.NodeState,
 # The Flax module.
 
 class GreedyParser(nn.Module):
-  """Token ids -> parse; with gold trees -> the max-margin terms.
+  """Token ids -> parse; with gold trees -> the training loss per sentence.
 
   __call__(tokens [B, T], lengths [B], gold_merges ([B, T-1, 2] children,
   [B, T-1] active; see `merge_order`) or None, gold_spans [B, T+1, T+1] or
   None, augment) -> dict with
-    'parse': Parse (loss-augmented when augment and gold_spans are given),
-    and with gold: 'pred_score', 'gold_score', 'delta' [B].
+    'parse': Parse. Greedy decoding, except while training (augment) with
+      gold trees: for the local objectives the teacher-forced parse (the
+      gold tree; nothing is decoded), for 'global_margin' the
+      loss-augmented greedy parse;
+    with the gold trees the objective needs (gold_spans; 'global_margin'
+    also gold_merges): 'loss' [B] (per sentence: the sum over its merge
+    steps of the local loss, or the structured hinge) and 'loss_count' [B]
+    (merge steps, or 1 for 'global_margin'); the loss to minimise is
+    sum(loss) / sum(loss_count);
+    'local_margin' / 'local_xent': also 'local_hinge' and 'local_xent' [B]
+      (both per-step sums, whichever is trained);
+    'global_margin': also 'pred_score', 'gold_score' (with gold_merges) and
+      'delta' (with gold_spans) [B].
   """
   hidden_size: int
   vocab_size: int
   embed_size: int
   margin: float = 1.0
+  objective: str = "local_xent"
+  gold_pairs: str = "all"
 
   @nn.compact
   def __call__(self, tokens, lengths, gold_merges=None, gold_spans=None, *,
                augment: bool = False):
+    if self.objective not in OBJECTIVES:
+      raise ValueError(f"objective: expected one of {OBJECTIVES}, got "
+                       f"{self.objective!r}")
+    if self.gold_pairs not in GOLD_PAIRS:
+      raise ValueError(f"gold_pairs: expected one of {GOLD_PAIRS}, got "
+                       f"{self.gold_pairs!r}")
     comp = recursive.recursive_net(2)
     params = self.param("composition", lambda key: comp.init(
         key, self.embed_size, self.hidden_size, 2))
@@ -271,17 +408,41 @@ class GreedyParser(nn.Module):
                    (self.hidden_size,))
     embed = nn.Embed(self.vocab_size, self.embed_size, name="embed")
     tokens = jnp.asarray(tokens)
+    lengths = jnp.asarray(lengths)
     b, t = tokens.shape
     x = jnp.where((tokens >= 0)[..., None], embed(jnp.maximum(tokens, 0)), 0.0)
     leaves = comp.combine(params, comp.project(params, x).reshape(b * t, -1),
                           recursive.NodeState(*(2 * (jnp.zeros((b * t, 2, self.hidden_size)),))),
                           jnp.zeros((b * t, 2), bool)).h.reshape(b, t, -1)
+    out = {}
+    if self.objective != "global_margin":
+      if gold_spans is not None:
+        forced, terms = teacher_forced_parse(params, u, leaves, lengths,
+                                             jnp.asarray(gold_spans),
+                                             margin=self.margin,
+                                             gold_pairs=self.gold_pairs)
+        out["local_hinge"] = jnp.sum(terms.hinge, 1)
+        out["local_xent"] = jnp.sum(terms.xent, 1)
+        out["loss"] = out["local_hinge" if self.objective == "local_margin"
+                          else "local_xent"]
+        out["loss_count"] = jnp.sum(forced.active, 1).astype(jnp.float32)
+        if augment:
+          out["parse"] = jax.tree_util.tree_map(jax.lax.stop_gradient, forced)
+          return out
+      frozen = jax.lax.stop_gradient((params, u, leaves))
+      out["parse"] = greedy_parse(*frozen, lengths)
+      return out
+
     frozen = jax.lax.stop_gradient((params, u, leaves))
     parse = greedy_parse(*frozen, lengths,
                          gold_spans=gold_spans if augment else None,
                          margin=self.margin)
     parse = jax.tree_util.tree_map(jax.lax.stop_gradient, parse)
-    out = {"parse": parse}
+    out["parse"] = parse
+    if gold_spans is not None:
+      rows = jnp.arange(b)[:, None]
+      hit = gold_spans[rows, parse.spans[..., 0], parse.spans[..., 1]]
+      out["delta"] = self.margin * jnp.sum(parse.active & ~hit, 1).astype(jnp.float32)
     if gold_merges is None:
       return out
     x_slots = jnp.concatenate([x, jnp.zeros_like(x)], 1).reshape(2 * b * t, -1)
@@ -298,7 +459,6 @@ class GreedyParser(nn.Module):
     out["gold_score"] = score(Parse(jnp.asarray(gold_children), parse.spans,
                                     jnp.asarray(gold_active), parse.scores))
     if gold_spans is not None:
-      rows = jnp.arange(b)[:, None]
-      hit = gold_spans[rows, parse.spans[..., 0], parse.spans[..., 1]]
-      out["delta"] = self.margin * jnp.sum(parse.active & ~hit, 1).astype(jnp.float32)
+      out["loss"] = jax.nn.relu(out["pred_score"] + out["delta"] - out["gold_score"])
+      out["loss_count"] = jnp.ones((b,), jnp.float32)
     return out

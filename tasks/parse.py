@@ -1,4 +1,4 @@
-"""Learning to parse (Socher et al. 2011): greedy merge parser, max-margin loss.
+"""Learning to parse (Socher et al. 2011): greedy merge parser.
 
 Data (config.dataset):
   'listops'  ListOps expressions (`corpora.listops`) with the tree removed:
@@ -9,12 +9,19 @@ Data (config.dataset):
              (right dependents, then left ones, nearest first; projective
              sentences of <= config.max_length tokens); the parser reads the
              UPOS tags (ids in order of first appearance in train).
-Training decodes loss-augmented (+ config.margin per non-gold span) and
-minimises max(0, s(y_hat) + Delta - s(gold)) (`models.tree_parser`);
-evaluation decodes greedily without augmentation and reports corpus-level
-unlabeled bracketing precision, recall and F1 (whole-sentence span and single
-tokens not counted) and the exact-tree rate on 'valid' (ListOps validation)
-and 'test' (the first config.max_eval_size test expressions).
+Training (config.objective, `models.tree_parser`): 'local_xent' (default)
+or 'local_margin' run the merge scan teacher-forced along the gold tree and
+score every step (the gold pairs against the other adjacent pairs;
+config.gold_pairs 'all' or 'leftmost'); 'global_margin' decodes
+loss-augmented (+ config.margin per non-gold span) and minimises
+max(0, s(y_hat) + Delta - s(gold)). The reported 'loss' is the objective's
+mean per merge step (local) or per sentence (global). Evaluation decodes
+greedily without augmentation and reports corpus-level unlabeled bracketing
+precision, recall and F1 (whole-sentence span and single tokens not
+counted), the exact-tree rate, and the F1 of the left- and right-branching
+trees on the same sentences ('left_branching_f1', 'right_branching_f1'), on
+'valid' (the validation split) and 'test' (the first config.max_eval_size
+test sentences; 0: all).
 
 Batches: 'inputs' [B, T] token ids, 'lengths' [B], the gold trees as merge
 sequences ('gold_merges' [B, T - 1, 2], 'gold_active' [B, T - 1],
@@ -58,7 +65,8 @@ def make_batch(examples, prepared, spans) -> dict[str, np.ndarray]:
 
 @dataclasses.dataclass(frozen=True)
 class ParseTask(base.Task):
-  """apply -> the parser's dict: 'parse', 'pred_score', 'gold_score', 'delta'."""
+  """apply -> the parser's dict (`models.tree_parser.GreedyParser`): 'parse',
+  'loss', 'loss_count' and the objective's terms."""
 
   def apply(self, params, batch, rng, carry=(), *, train: bool):
     del rng
@@ -71,31 +79,53 @@ class ParseTask(base.Task):
     return self.model.init(rng, batch["inputs"], batch["lengths"])["params"]
 
 
+def branching_matches(gold_spans, lengths):
+  """[B] non-trivial gold spans hit by the left-branching tree ((0, k), k =
+  2 .. n - 1) and by the right-branching tree ((k, n), k = 1 .. n - 2); both
+  trees have n - 2 such spans, as does every binary gold tree."""
+  b, size = gold_spans.shape[:2]
+  k = jnp.arange(size)[None, :]
+  n = lengths[:, None]
+  left = gold_spans[:, 0, :] & (k >= 2) & (k <= n - 1)
+  right = gold_spans[jnp.arange(b)[:, None], k, n] & (k >= 1) & (k <= n - 2)
+  return jnp.sum(left, 1), jnp.sum(right, 1)
+
+
 def loss(outputs, batch):
-  """Mean structured hinge; sums of bracket counts over non-trivial spans."""
-  hinge = jnp.maximum(0.0, outputs["pred_score"] + outputs["delta"]
-                      - outputs["gold_score"])
+  """The objective's mean (sum of 'loss' / sum of 'loss_count': per merge
+  step for the local objectives, per sentence for 'global_margin'); sums of
+  bracket counts over non-trivial spans, for the parse and for the left- and
+  right-branching baselines."""
+  total = jnp.sum(outputs["loss"])
+  count = jnp.sum(outputs["loss_count"])
   parse = outputs["parse"]
   lengths = batch["lengths"]
   rows = jnp.arange(lengths.shape[0])[:, None]
   start, end = parse.spans[..., 0], parse.spans[..., 1]
   hit = batch["gold_spans"][rows, start, end]
   counted = parse.active & ~((start == 0) & (end == lengths[:, None]))
-  sums = {"hinge": jnp.sum(hinge),
-          "count": jnp.asarray(hinge.shape[0], jnp.float32),
+  left, right = branching_matches(batch["gold_spans"], lengths)
+  sums = {"loss": total,
+          "loss_count": count,
+          "count": jnp.asarray(lengths.shape[0], jnp.float32),
           "matched": jnp.sum(counted & hit),
           "predicted": jnp.sum(counted),
           "gold": jnp.sum(jnp.maximum(lengths - 2, 0)),
+          "left_matched": jnp.sum(left),
+          "right_matched": jnp.sum(right),
           "exact": jnp.sum(jnp.all(hit | ~parse.active, 1))}
-  return jnp.mean(hinge), sums
+  return total / jnp.maximum(count, 1.0), sums
 
 
 def summarize(totals):
   scores = tree_parser.bracket_scores(float(totals["matched"]),
                                       float(totals["predicted"]),
                                       float(totals["gold"]))
-  return {"loss": base.ratio(totals, "hinge", "count"), **scores,
+  gold = float(totals["gold"])
+  return {"loss": base.ratio(totals, "loss", "loss_count"), **scores,
           "exact": base.ratio(totals, "exact", "count"),
+          "left_branching_f1": float(totals["left_matched"]) / gold if gold else 1.0,
+          "right_branching_f1": float(totals["right_matched"]) / gold if gold else 1.0,
           "sentences": int(totals["count"])}
 
 
@@ -135,6 +165,14 @@ def _ud_examples(split, config, vocab):
 def build(config) -> ParseTask:
   if config.dataset not in DATASETS:
     raise ValueError(f"dataset: expected one of {DATASETS}, got {config.dataset!r}")
+  objective = config.get("objective", "global_margin")
+  if objective not in tree_parser.OBJECTIVES:
+    raise ValueError(f"objective: expected one of {tree_parser.OBJECTIVES}, got "
+                     f"{objective!r}")
+  gold_pairs = config.get("gold_pairs", "all")
+  if gold_pairs not in tree_parser.GOLD_PAIRS:
+    raise ValueError(f"gold_pairs: expected one of {tree_parser.GOLD_PAIRS}, got "
+                     f"{gold_pairs!r}")
   names = (("train", "train"), ("valid", "validation"), ("test", "test"))
   if config.dataset == "listops":
     splits = {name: _listops_examples(split, config) for name, split in names}
@@ -155,7 +193,8 @@ def build(config) -> ParseTask:
 
   model = tree_parser.GreedyParser(
       hidden_size=config.hidden_size, vocab_size=vocab_size,
-      embed_size=config.embed_size, margin=config.margin)
+      embed_size=config.embed_size, margin=config.margin, objective=objective,
+      gold_pairs=gold_pairs)
   train_batches = listops_task.ExampleBatches(
       len(splits["train"][0]), functools.partial(make, "train"), config.batch_size,
       config.seed)

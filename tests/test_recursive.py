@@ -1,6 +1,8 @@
 """Recursive networks: batched level scan == Python recursion (values and
 gradients), malformed-tree errors, bucketing, greedy parsing and bracket F1."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -221,30 +223,54 @@ def test_bracket_counts_and_scores_on_hand_made_trees():
     tree_parser.spans([[], [], [], [0, 2], [3, 1]], 3)
 
 
-def _parser(hidden=4):
-  model = tree_parser.GreedyParser(hidden_size=hidden, vocab_size=6, embed_size=3)
+@functools.lru_cache(maxsize=None)
+def _parser_params(hidden, embed, seed):
+  model = tree_parser.GreedyParser(hidden_size=hidden, vocab_size=6, embed_size=embed)
   tokens = jnp.asarray([[1, 2, 3, 4, 5], [2, 3, 1, 0, 0], [4, 0, 0, 0, 0]])
   lengths = jnp.asarray([5, 3, 1])
-  params = model.init(jax.random.PRNGKey(0), tokens, lengths)["params"]
-  return model, params, tokens, lengths
+  # NumPy draws into the init's shapes: compiling model.init (the merge scan
+  # and the PRNG) takes seconds on a shared CPU.
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(seed), tokens, lengths)
+  rng = np.random.default_rng(seed)
+  draw = lambda x: jnp.asarray(rng.normal(size=x.shape) / np.sqrt(
+      x.shape[0] if x.ndim == 2 and x.shape[0] > 6 else 1 if x.ndim == 2 else 4 * x.size),
+      jnp.float32)
+  return jax.tree_util.tree_map(draw, shapes["params"])
+
+
+def _parser(hidden=4, objective="global_margin", embed=3, seed=0):
+  model = tree_parser.GreedyParser(hidden_size=hidden, vocab_size=6, embed_size=embed,
+                                   objective=objective)
+  tokens = jnp.asarray([[1, 2, 3, 4, 5], [2, 3, 1, 0, 0], [4, 0, 0, 0, 0]])
+  lengths = jnp.asarray([5, 3, 1])
+  return model, _parser_params(hidden, embed, seed), tokens, lengths
 
 
 def _leaves(params, tokens):
-  comp = recursive.recursive_net(2)
   x = params["embed"]["embedding"][tokens]
   return jnp.tanh(x @ params["composition"]["w_x"] + params["composition"]["b"][None, None])
 
 
+# Gold trees over the `_parser` batch (lengths 5, 3, 1): ((0 1) ((2 3) 4)),
+# (0 (1 2)) and a single token; leaves first, internal nodes in merge order.
+_GOLD_CHILDREN = [[[], [], [], [], [], [0, 1], [2, 3], [6, 4], [5, 7]],
+                  [[], [], [], [1, 2], [0, 3]], [[]]]
+
+
+def _gold_table(lengths, t=5):
+  spans = [tree_parser.spans(c, int(n)) for c, n in zip(_GOLD_CHILDREN, lengths)]
+  return spans, jnp.asarray(tree_parser.gold_span_table(spans, t))
+
+
 def _python_greedy(params, leaves, n, gold=None, margin=0.0):
-  comp = recursive.recursive_net(2)
-  p = params["composition"]
-  u = params["score"]
-  nodes = [(leaves[i], (i, i + 1)) for i in range(n)]
+  p = {k: np.asarray(v, np.float64) for k, v in params["composition"].items()}
+  u = np.asarray(params["score"], np.float64)
+  nodes = [(np.asarray(leaves[i], np.float64), (i, i + 1)) for i in range(n)]
   merged = []
   while len(nodes) > 1:
     best = None
     for j in range(len(nodes) - 1):
-      h = jnp.tanh(jnp.concatenate([nodes[j][0], nodes[j + 1][0]]) @ p["w_c"] + p["b"])
+      h = np.tanh(np.concatenate([nodes[j][0], nodes[j + 1][0]]) @ p["w_c"] + p["b"])
       span = (nodes[j][1][0], nodes[j + 1][1][1])
       score = float(h @ u) + (margin if gold is not None and span not in gold else 0.0)
       if best is None or score > best[0]:
@@ -252,47 +278,54 @@ def _python_greedy(params, leaves, n, gold=None, margin=0.0):
     _, j, h, span = best
     nodes[j:j + 2] = [(h, span)]
     merged.append(span)
-  del comp
   return merged
 
 
 def test_greedy_parse_matches_python_greedy_and_augmentation():
-  model, params, tokens, lengths = _parser()
-  leaves = _leaves(params, tokens)
-  parse = tree_parser.greedy_parse(params["composition"], params["score"], leaves,
-                                   lengths)
+  _, params, tokens, lengths = _parser()
+  gold = [[(0, 2), (2, 4), (2, 5), (0, 5)], [(1, 3), (0, 3)], []]
+  table = jnp.asarray(tree_parser.gold_span_table(gold, 5))
+
+  @jax.jit
+  def run(params):
+    leaves = _leaves(params, tokens)
+    args = (params["composition"], params["score"], leaves, lengths)
+    return leaves, tree_parser.greedy_parse(*args), tree_parser.greedy_parse(
+        *args, gold_spans=table, margin=100.0)
+
+  # NumPy copies: eager JAX indexing would compile one program per index.
+  leaves, parse, augmented = jax.device_get(run(params))
   for b in range(3):
     n = int(lengths[b])
     got = [tuple(map(int, parse.spans[b, k])) for k in range(n - 1)]
     assert got == _python_greedy(params, leaves[b], n)
-    assert not np.any(np.asarray(parse.active[b, n - 1:]))
-  # Loss-augmented decoding: + margin on every non-gold span (so a huge
-  # margin steers away from gold spans wherever it can).
-  gold = [[(0, 2), (2, 4), (2, 5), (0, 5)], [(1, 3), (0, 3)], []]
-  table = jnp.asarray(tree_parser.gold_span_table(gold, 5))
-  parse = tree_parser.greedy_parse(params["composition"], params["score"], leaves,
-                                   lengths, gold_spans=table, margin=100.0)
-  for b in range(3):
-    n = int(lengths[b])
-    got = [tuple(map(int, parse.spans[b, k])) for k in range(n - 1)]
+    assert not np.any(parse.active[b, n - 1:])
+    # Loss-augmented decoding: + margin on every non-gold span (so a huge
+    # margin steers away from gold spans wherever it can).
+    got = [tuple(map(int, augmented.spans[b, k])) for k in range(n - 1)]
     assert len(set(got[:-1]) & set(gold[b])) == 0
-    assert [tuple(map(int, parse.spans[b, k])) for k in range(n - 1)] == \
-        _python_greedy(params, leaves[b], n, set(gold[b]), 100.0)
+    assert got == _python_greedy(params, leaves[b], n, set(gold[b]), 100.0)
 
 
 def test_max_margin_terms_match_python_scores():
   model, params, tokens, lengths = _parser()
-  gold_children = [[[], [], [], [], [], [0, 1], [2, 3], [6, 4], [5, 7]],
-                   [[], [], [], [1, 2], [0, 3]], [[]]]
   merges = [tree_parser.merge_order(c, int(n), 5)
-            for c, n in zip(gold_children, lengths)]
+            for c, n in zip(_GOLD_CHILDREN, lengths)]
   gold = (jnp.asarray(np.stack([m for m, _ in merges])),
           jnp.asarray(np.stack([a for _, a in merges])))
-  spans = [tree_parser.spans(c, int(n)) for c, n in zip(gold_children, lengths)]
-  table = jnp.asarray(tree_parser.gold_span_table(spans, 5))
-  out = model.apply({"params": params}, tokens, lengths, gold, table, augment=True)
-  leaves = _leaves(params, tokens)
-  p, u = params["composition"], params["score"]
+  spans, table = _gold_table(lengths)
+
+  @jax.jit
+  def run(params):
+    """-> (the module's outputs, leaves), the hinge's gradient."""
+    def hinge(params):
+      o = model.apply({"params": params}, tokens, lengths, gold, table, augment=True)
+      return jnp.sum(o["loss"]), (o, _leaves(params, tokens))
+    return jax.grad(hinge, has_aux=True)(params)[::-1]
+
+  (out, leaves), grads = jax.device_get(run(params))
+  p = jax.device_get(params["composition"])
+  u = np.asarray(params["score"])
   for b in range(3):
     n = int(lengths[b])
     # Gold score by recursion over the gold tree.
@@ -301,22 +334,21 @@ def test_max_margin_terms_match_python_scores():
       if j < n:
         return leaves[b, j]
       if j not in h:
-        left, right = gold_children[b][j]
-        h[j] = jnp.tanh(jnp.concatenate([node(left), node(right)]) @ p["w_c"] + p["b"])
+        left, right = _GOLD_CHILDREN[b][j]
+        h[j] = np.tanh(np.concatenate([node(left), node(right)]) @ p["w_c"] + p["b"])
       return h[j]
-    want = sum(float(node(j) @ u) for j in range(n, len(gold_children[b])))
+    want = sum(float(node(j) @ u) for j in range(n, len(_GOLD_CHILDREN[b])))
     np.testing.assert_allclose(out["gold_score"][b], want, atol=1e-5)
     # Predicted (augmented) tree: its merge scores sum to pred_score.
-    merges = _python_greedy(params, leaves[b], n, set(spans[b]), model.margin)
-    wrong = sum(1 for s in merges if s not in set(spans[b]))
+    merged = _python_greedy(params, leaves[b], n, set(spans[b]), model.margin)
+    wrong = sum(1 for s in merged if s not in set(spans[b]))
     np.testing.assert_allclose(out["delta"][b], model.margin * wrong)
-    got = float(jnp.sum(jnp.where(out["parse"].active[b], out["parse"].scores[b], 0.0)))
+    got = float(np.sum(np.where(out["parse"].active[b], out["parse"].scores[b], 0.0)))
     np.testing.assert_allclose(out["pred_score"][b], got, atol=1e-5)
+  np.testing.assert_allclose(
+      out["loss"], np.maximum(0, out["pred_score"] + out["delta"] - out["gold_score"]))
+  np.testing.assert_array_equal(out["loss_count"], 1.0)
   # The hinge's gradient reaches the params.
-  def hinge(params):
-    o = model.apply({"params": params}, tokens, lengths, gold, table, augment=True)
-    return jnp.sum(jax.nn.relu(o["pred_score"] + o["delta"] - o["gold_score"]))
-  grads = jax.grad(hinge)(params)
   assert all(np.all(np.isfinite(g)) for g in jax.tree_util.tree_leaves(grads))
 
 
@@ -347,14 +379,140 @@ def test_parse_task_counts_brackets_like_the_host_scorer():
   parse = tree_parser.Parse(children=jnp.zeros((2, 3, 2), jnp.int32), spans=spans,
                             active=jnp.asarray([[True] * 3, [True, True, False]]),
                             scores=jnp.zeros((2, 3)))
-  outputs = {"parse": parse, "pred_score": jnp.asarray([1.0, 2.0]),
-             "gold_score": jnp.asarray([2.0, 2.0]), "delta": jnp.asarray([1.5, 0.0])}
+  outputs = {"parse": parse, "loss": jnp.asarray([1.5, 0.5]),
+             "loss_count": jnp.asarray([3.0, 2.0])}
   batch = {"lengths": jnp.asarray([4, 3]),
            "gold_spans": jnp.asarray(tree_parser.gold_span_table(gold, t))}
-  mean, sums = parse_task.loss(outputs, batch)
-  assert float(mean) == 0.25                     # hinge max(0, 1 + 1.5 - 2) / 2
+  mean, sums = jax.jit(parse_task.loss)(outputs, batch)   # jit: one compile
+  assert abs(float(mean) - 0.4) < 1e-7          # (1.5 + 0.5) / (3 + 2) steps
   metrics = parse_task.summarize(jax.device_get(sums))
   # Counted spans (no whole sentence): sentence 0 pred {(0,2),(0,3)}, gold
   # {(0,2),(2,4)}; sentence 1 pred {(1,3)}, gold {(1,3)}: 2 of 3 match.
   assert metrics["precision"] == metrics["recall"] == 2 / 3
   assert metrics["exact"] == 0.5 and metrics["sentences"] == 2
+  # Left-branching hits (0,2) of sentence 0; right-branching (2,4) and (1,3).
+  assert metrics["left_branching_f1"] == 1 / 3
+  assert metrics["right_branching_f1"] == 2 / 3
+
+
+def _python_local(params, leaves, n, gold, margin, gold_pairs):
+  """Python loop (NumPy) over the merges of the teacher-forced parse ->
+  (sum of hinges, sum of xents, merged spans, per-step best correct score
+  minus best wrong score, at steps that have a wrong pair)."""
+  p = {k: np.asarray(v, np.float64) for k, v in params["composition"].items()}
+  u = np.asarray(params["score"], np.float64)
+  nodes = [(np.asarray(leaves[i], np.float64), (i, i + 1)) for i in range(n)]
+  lse = lambda s: np.log(np.sum(np.exp(s)))
+  hinge, xent, merged, gaps = 0.0, 0.0, [], []
+  while len(nodes) > 1:
+    cands = []
+    for j in range(len(nodes) - 1):
+      h = np.tanh(np.concatenate([nodes[j][0], nodes[j + 1][0]]) @ p["w_c"] + p["b"])
+      cands.append((float(h @ u), h, (nodes[j][1][0], nodes[j + 1][1][1]), j))
+    golds = [c for c in cands if c[2] in gold]
+    pick = max(golds, key=lambda c: c[0]) if gold_pairs == "all" else golds[0]
+    correct = golds if gold_pairs == "all" else [pick]
+    wrong = [c for c in cands if all(c[3] != r[3] for r in correct)]
+    best = max(c[0] for c in correct)
+    if wrong:
+      rival = max(c[0] for c in wrong)
+      hinge += max(0.0, margin + rival - best)
+      gaps.append(best - rival)
+    xent += lse([c[0] for c in cands]) - lse([c[0] for c in correct])
+    _, h, span, j = pick
+    nodes[j:j + 2] = [(h, span)]
+    merged.append(span)
+  return hinge, xent, merged, gaps
+
+
+@pytest.mark.parametrize("gold_pairs", ["all", "leftmost"])
+def test_teacher_forced_parse_follows_gold_and_local_losses_match_python(gold_pairs):
+  model, params, tokens, lengths = _parser(objective="local_margin")
+  spans, table = _gold_table(lengths)
+
+  @jax.jit
+  def run(params, margin, xent_weight):
+    """-> (sum of hinges + xent_weight * sum of xents, (leaves, parse,
+    terms)), and its gradient with 'all' (one compiled program for every
+    check below)."""
+    def loss(params):
+      leaves = _leaves(params, tokens)
+      parse, terms = tree_parser.teacher_forced_parse(
+          params["composition"], params["score"], leaves, lengths, table,
+          margin=margin, gold_pairs=gold_pairs)
+      total = xent_weight * jnp.sum(terms.xent) + jnp.sum(terms.hinge)
+      return total, (leaves, parse, terms)
+    if gold_pairs != "all":
+      return loss(params), None
+    return jax.value_and_grad(loss, has_aux=True)(params)
+
+  for margin in (0.0, 1.0, 100.0):
+    # NumPy copies: eager JAX indexing would compile one program per index.
+    (_, (leaves, parse, terms)), _ = jax.device_get(run(params, margin, 1.0))
+    for b in range(3):
+      n = int(lengths[b])
+      hinge, xent, merged, gaps = _python_local(params, leaves[b], n, set(spans[b]),
+                                                margin, gold_pairs)
+      got = [tuple(map(int, parse.spans[b, k])) for k in range(n - 1)]
+      assert got == merged                        # the same merges, in order
+      assert sorted(got) == sorted(spans[b])      # ... which build the gold tree
+      assert not np.any(parse.active[b, n - 1:])
+      np.testing.assert_allclose(np.sum(terms.hinge[b]), hinge, atol=1e-5)
+      np.testing.assert_allclose(np.sum(terms.xent[b]), xent, atol=1e-5)
+      # Zero iff the correct pairs win by the margin at every step.
+      assert (np.sum(terms.hinge[b]) == 0.0) == all(g >= margin for g in gaps)
+      if margin == 100.0:                         # every step with a rival pays
+        assert np.sum(terms.hinge[b] > 0) == len(gaps)
+  if gold_pairs != "all":
+    return
+
+  # Gradients flow through the composed frontier across steps: the
+  # gradient's directional derivative matches finite differences.
+  rng = np.random.default_rng(0)
+  flat, tree = jax.tree_util.tree_flatten(jax.device_get(params))
+  direction = [rng.normal(size=x.shape).astype(np.float32) for x in flat]
+  unflat = lambda xs: jax.tree_util.tree_unflatten(tree, xs)
+  loss = lambda xs: float(run(unflat(xs), 1.0, 1.0)[0][0])
+  eps = 1e-3
+  numeric = (loss([x + eps * d for x, d in zip(flat, direction)])
+             - loss([x - eps * d for x, d in zip(flat, direction)])) / (2 * eps)
+  grads = jax.tree_util.tree_leaves(jax.device_get(run(params, 1.0, 1.0)[1]))
+  analytic = sum(float(np.sum(g * d)) for g, d in zip(grads, direction))
+  np.testing.assert_allclose(analytic, numeric, rtol=2e-2, atol=2e-3)
+
+  # Overfit the hinge (Adam on the host, same program): it reaches 0, and
+  # the module's plain greedy decoding then finds every gold tree.
+  xs, m, v = list(flat), [0 * x for x in flat], [0 * x for x in flat]
+  for step in range(1, 301):
+    (value, _), grads = jax.device_get(run(unflat(xs), 1.0, 0.0))
+    if value == 0.0:
+      break
+    for i, g in enumerate(jax.tree_util.tree_leaves(grads)):
+      m[i] = 0.9 * m[i] + 0.1 * g
+      v[i] = 0.999 * v[i] + 0.001 * g * g
+      xs[i] = xs[i] - 0.05 * (m[i] / (1 - 0.9 ** step)) / (
+          np.sqrt(v[i] / (1 - 0.999 ** step)) + 1e-8)
+  assert value == 0.0
+  out = jax.device_get(jax.jit(lambda p: model.apply(
+      {"params": p}, tokens, lengths))(unflat(xs)))
+  for b in range(3):                              # greedy, not teacher-forced
+    n = int(lengths[b])
+    assert sorted(tuple(map(int, out["parse"].spans[b, k])) for k in range(n - 1)) \
+        == sorted(spans[b])
+
+
+def test_parser_objective_must_be_known():
+  _, params, tokens, lengths = _parser()
+  for key, message in (("objective", r"objective: expected one of .*'bogus'"),
+                       ("gold_pairs", r"gold_pairs: expected one of .*'bogus'")):
+    model = tree_parser.GreedyParser(hidden_size=4, vocab_size=6, embed_size=3,
+                                     **{key: "bogus"})
+    with pytest.raises(ValueError, match=message):
+      jax.eval_shape(lambda p, m=model: m.apply({"params": p}, tokens, lengths), params)
+  # The task checks the config before reading any data.
+  from experiments.configs import parse as parse_config  # pylint: disable=g-import-not-at-top
+  from tasks import parse as parse_task  # pylint: disable=g-import-not-at-top
+  config = parse_config.get_config("listops")
+  config.objective = "local"
+  with pytest.raises(ValueError, match=r"objective: expected one of .*'local'"):
+    parse_task.build(config)
