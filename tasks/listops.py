@@ -22,7 +22,7 @@ with T, M, N, S, W bucketed (`models.recursive.bucket`) so jit compiles few
 programs. Training batches come from a grain MapDataset shuffled anew each
 epoch (config.seed); the position is the batch index, so runs resume exactly.
 Metrics: accuracy and mean cross-entropy on 'validation' (as 'valid') and
-'test'.
+'test', and accuracy_MIN / _MAX / _MED / _SM: accuracy by root operator.
 """
 
 from __future__ import annotations
@@ -151,19 +151,41 @@ def _init_tree(model, rng, trees):
   return model.init(rng, trees)["params"]
 
 
+OPERATOR_NAMES = {TOKEN_IDS[op]: op.lstrip("[") for op in listops_data.OPERATORS}
+
+
+def root_operator(batch) -> jax.Array:
+  """[B] token id of each expression's root operator: its first token, which
+  is node 0 of its tree in both tree forms (tree batches: 'tokens' [M] read
+  at 'inputs' = slots [B, N]) and position 0 of a sequence batch."""
+  inputs = jnp.asarray(batch["inputs"])
+  if "tokens" in batch:
+    return jnp.asarray(batch["tokens"])[inputs[:, 0]]
+  return inputs[:, 0]
+
+
 def loss(logits, batch):
-  """logits [B, 10] -> (mean cross-entropy, sums: nll, correct, count)."""
+  """logits [B, 10] -> (mean cross-entropy, sums: nll, correct, count, and
+  correct_OP / count_OP by root operator OP in MIN, MAX, MED, SM)."""
   nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
-  sums = {"nll": jnp.sum(nll),
-          "correct": jnp.sum(jnp.argmax(logits, -1) == batch["labels"]),
+  correct = jnp.argmax(logits, -1) == batch["labels"]
+  sums = {"nll": jnp.sum(nll), "correct": jnp.sum(correct),
           "count": jnp.asarray(logits.shape[0], jnp.float32)}
+  op = root_operator(batch)
+  for token, name in OPERATOR_NAMES.items():
+    sums[f"correct_{name}"] = jnp.sum(correct & (op == token))
+    sums[f"count_{name}"] = jnp.sum(op == token).astype(jnp.float32)
   return jnp.mean(nll), sums
 
 
 def summarize(totals):
-  return {"accuracy": base.ratio(totals, "correct", "count"),
-          "loss": base.ratio(totals, "nll", "count"),
-          "examples": int(totals["count"])}
+  """accuracy, loss, examples, and accuracy_OP by root operator."""
+  out = {"accuracy": base.ratio(totals, "correct", "count"),
+         "loss": base.ratio(totals, "nll", "count"),
+         "examples": int(totals["count"])}
+  for name in OPERATOR_NAMES.values():
+    out[f"accuracy_{name}"] = base.ratio(totals, f"correct_{name}", f"count_{name}")
+  return out
 
 
 def build_model(config):

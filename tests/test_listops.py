@@ -182,3 +182,26 @@ def test_bad_model_and_tree_form_are_clear_errors(tiny_data_dir):
   config.tree_form = "syntax"
   with pytest.raises(ValueError, match="tree_form: 'syntax' trees"):
     listops_task.build(config)
+
+
+def test_accuracy_by_root_operator_in_every_batch_form():
+  examples = [("[SM 3 [MAX 1 2 ] ]", 5), ("[MAX 4 7 ]", 7), ("[MIN 9 [SM 8 8 ] ]", 6),
+              ("[SM 1 1 ]", 2), ("[MED 1 2 3 ]", 2)]
+  labels = [y for _, y in examples]
+  logits = np.full((len(examples), 10), -5.0, np.float32)
+  guesses = [5, 0, 6, 1, 2]          # right, wrong, right, wrong, right
+  logits[np.arange(len(examples)), guesses] = 5.0
+  expected = {"SM": 0.5, "MAX": 0.0, "MIN": 1.0, "MED": 1.0}  # counted by hand
+  batches = {"sequence": listops_task.sequence_batch(examples)}
+  for form in ("binary", "syntax"):
+    trees = [listops_task.prepare(t, i, form) for i, (t, _) in enumerate(examples)]
+    batches[form] = listops_task.tree_batch(trees, labels)
+  for form, batch in batches.items():
+    ops = [listops_task.OPERATOR_NAMES[int(t)]
+           for t in np.asarray(listops_task.root_operator(batch))]
+    assert ops == ["SM", "MAX", "MIN", "SM", "MED"], form
+    _, sums = listops_task.loss(logits, batch)
+    metrics = listops_task.summarize({k: float(v) for k, v in sums.items()})
+    assert metrics["accuracy"] == pytest.approx(3 / 5), form
+    for name, value in expected.items():
+      assert metrics[f"accuracy_{name}"] == pytest.approx(value), (form, name)
