@@ -85,12 +85,7 @@ def build(config) -> seq2seq.Seq2seqTask:
   evals = {split: input_pipeline.generated_split(
       functools.partial(maker, part=split), split, config.num_eval_examples,
       config.eval_batch_size, config.data_seed) for split in ("valid", "test")}
-  return seq2seq.Seq2seqTask(
-      model=seq2seq.build_model(config, VOCAB.size, VOCAB.size),
-      loss=seq2seq.loss, summarize=seq2seq.summarize,
-      solved=seq2seq.sequence_solved(config.solved_accuracy),
-      train_batches=train, eval_splits=evals,
-      source_vocab=VOCAB, target_vocab=VOCAB)
+  return seq2seq.generated_task(config, VOCAB, train, evals)
 
 
 def vocabularies(config):

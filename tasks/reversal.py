@@ -51,12 +51,7 @@ def build(config) -> seq2seq.Seq2seqTask:
   maker = functools.partial(make_batch, max_len=config.max_len,
                             num_symbols=config.num_symbols)
   train, evals = input_pipeline.generated_data(maker, config)
-  return seq2seq.Seq2seqTask(
-      model=seq2seq.build_model(config, vocab.size, vocab.size),
-      loss=seq2seq.loss, summarize=seq2seq.summarize,
-      solved=seq2seq.sequence_solved(config.solved_accuracy),
-      train_batches=train, eval_splits=evals,
-      source_vocab=vocab, target_vocab=vocab)
+  return seq2seq.generated_task(config, vocab, train, evals)
 
 
 def vocabularies(config):

@@ -287,3 +287,14 @@ def build_model(config, source_size: int, target_size: int) -> s2s.Seq2seq:
 
 def sequence_solved(threshold: float):
   return lambda metrics: metrics["sequence_accuracy"] >= threshold
+
+
+def generated_task(config, vocab, train_batches, eval_splits) -> Seq2seqTask:
+  """A generated (toy) task whose source and target share `vocab`: the model
+  from the config, this module's loss and metrics, solved at
+  config.solved_accuracy sequence accuracy."""
+  return Seq2seqTask(
+      model=build_model(config, vocab.size, vocab.size), loss=loss,
+      summarize=summarize, solved=sequence_solved(config.solved_accuracy),
+      train_batches=train_batches, eval_splits=eval_splits,
+      source_vocab=vocab, target_vocab=vocab)
