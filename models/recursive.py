@@ -549,7 +549,7 @@ def _used_steps(schedule, m):
   return jnp.max(jnp.where(real, jnp.arange(1, schedule.shape[0] + 1), 0))
 
 
-def _scan_levels(combine, params, gx, h, c, slots, schedule):
+def _loop_levels(combine, params, gx, h, c, slots, schedule):
   m = gx.shape[0] - 1
 
   def level(s, state):
@@ -566,11 +566,11 @@ def _scan_levels(combine, params, gx, h, c, slots, schedule):
 def _levels(combine, params, gx, h, c, slots, schedule):
   """The level loop: node states [M+1, H] with every scheduled slot recomputed
   from its children (leaf states h, c in; all states out)."""
-  return _scan_levels(combine, params, gx, h, c, slots, schedule)
+  return _loop_levels(combine, params, gx, h, c, slots, schedule)
 
 
 def _levels_fwd(combine, params, gx, h, c, slots, schedule):
-  h, c = _scan_levels(combine, params, gx, h, c, slots, schedule)
+  h, c = _loop_levels(combine, params, gx, h, c, slots, schedule)
   return (h, c), (params, gx, h, c, slots, schedule)
 
 
