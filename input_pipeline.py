@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from models.checks import check_one_of
+
 Batch = dict[str, np.ndarray]
 # make_batch(rng, batch_size) -> Batch
 BatchMaker = Callable[[np.random.Generator, int], Batch]
@@ -133,8 +135,7 @@ def tokenize(text: str, tokenizer: str = "whitespace") -> list[str]:
   text is already one character per token) or 'chars' (every character of
   the line, spaces included). An empty line is just '<eos>'.
   """
-  if tokenizer not in TOKENIZERS:
-    raise ValueError(f"tokenizer: expected one of {TOKENIZERS}, got {tokenizer!r}")
+  check_one_of("tokenizer", tokenizer, TOKENIZERS)
   tokens = []
   for line in text.splitlines() or [""]:
     tokens.extend(line.split() if tokenizer == "whitespace" else line)

@@ -74,6 +74,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from models.checks import check_one_of
+
 LANGUAGES = ("fr", "de", "es")
 ENV_ROOTS = "GETTEXT_CATALOG_ROOTS"
 MAX_WORDS = 50
@@ -449,8 +451,7 @@ def load_pairs(name: str, split: str, *, data_dir: str | None = None,
       raise ValueError(f"source_feature/target_feature: {name} records have "
                        f"keys {sorted(records[0]) if records else []}, not "
                        f"{source_feature!r} and {target_feature!r}") from None
-  if split not in SPLITS:
-    raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+  check_one_of("split", split, SPLITS)
   problem = None
   for attempt in (1, 2):
     builder = builder_for(name, data_dir, roots)

@@ -27,6 +27,8 @@ from typing import Iterable
 import numpy as np
 import tensorflow_datasets as tfds
 
+from models.checks import check_one_of
+
 WORD_SEPARATOR = "_"   # between words in the char config
 UNITS = ("word", "char")
 
@@ -35,8 +37,7 @@ class LineCorpusConfig(tfds.core.BuilderConfig):
   """A config naming the token unit, 'word' or 'char'."""
 
   def __init__(self, *, unit: str, **kwargs):
-    if unit not in UNITS:
-      raise ValueError(f"unit: expected one of {UNITS}, got {unit!r}")
+    check_one_of("unit", unit, UNITS)
     super().__init__(name=unit, **kwargs)
     self.unit = unit
 

@@ -41,6 +41,8 @@ from typing import Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
+from models.checks import check_one_of
+
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
 END = "]"
 DIGITS = tuple(str(d) for d in range(10))
@@ -241,8 +243,7 @@ def read_split(split: str, *, data_dir: str | None = None,
   under data_dir (else $RNN_DATA_DIR, else ~/.cache/rnn_jax/tfds); damaged
   files are rebuilt once."""
   import corpora  # pylint: disable=g-import-not-at-top
-  if split not in SPLIT_SIZES:
-    raise ValueError(f"split: expected one of {list(SPLIT_SIZES)}, got {split!r}")
+  check_one_of("split", split, list(SPLIT_SIZES))
   data_dir = corpora.resolve_data_dir(data_dir)
   path = os.path.join(data_dir, builder_cls.name, str(builder_cls.VERSION))
   problem = None

@@ -38,6 +38,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from models.checks import check_one_of
+
 Params = dict[str, jax.Array]
 
 
@@ -106,9 +108,7 @@ _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu}
 
 def elman(activation: str = "tanh") -> Cell:
   """Elman RNN: h' = act(x W_ih + h W_hh + b). activation: 'tanh' or 'relu'."""
-  if activation not in _ACTIVATIONS:
-    raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, "
-                     f"got {activation!r}")
+  check_one_of("activation", activation, sorted(_ACTIVATIONS))
   act = _ACTIVATIONS[activation]
 
   def init(key, input_size, hidden_size, dtype=jnp.float32):

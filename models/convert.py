@@ -20,6 +20,8 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 
+from models.checks import check_one_of
+
 _KINDS = ("rnn", "lstm", "gru")
 
 
@@ -62,8 +64,7 @@ def from_torch(state_dict: Mapping[str, Any], kind: str, *, num_layers: int = 1,
     kind: 'rnn' (tanh or relu), 'lstm' or 'gru' (use cells.gru(reset_after=True)).
     num_layers, bidirectional: as given to the torch module.
   """
-  if kind not in _KINDS:
-    raise ValueError(f"kind: expected one of {_KINDS}, got {kind!r}")
+  check_one_of("kind", kind, _KINDS)
   layers = []
   for layer in range(num_layers):
     if bidirectional:

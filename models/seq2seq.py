@@ -66,6 +66,7 @@ import jax.numpy as jnp
 from models import cells as cells_lib
 from models import layers
 from models import unroll
+from models.checks import check_one_of
 
 PAD, BOS, EOS = 0, 1, 2
 NUM_SPECIAL = 3
@@ -148,12 +149,9 @@ class Seq2seq(nn.Module):
 
   def check(self) -> None:
     """ValueError naming the attribute, expected values and what was given."""
-    if self.attention not in ATTENTIONS:
-      raise ValueError(f"attention: expected one of {ATTENTIONS}, got "
-                       f"{self.attention!r}")
-    if self.bridge_kind not in BRIDGES:
-      raise ValueError(f"bridge: expected one of {BRIDGES} (or '' for the "
-                       f"default), got {self.bridge!r}")
+    check_one_of("attention", self.attention, ATTENTIONS)
+    if self.bridge_kind not in BRIDGES:   # message shows what was given, not the resolved kind
+      check_one_of("bridge", self.bridge, BRIDGES, " (or '' for the default)")
     if self.bridge_kind == "copy" and self.bidirectional:
       raise ValueError("bridge: 'copy' needs a unidirectional encoder; use "
                        "'dense' (the default for bidirectional) or 'zeros'")

@@ -72,6 +72,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import recursive
+from models.checks import check_one_of
 
 
 # ----------------------------------------------------------------------------
@@ -327,8 +328,7 @@ def teacher_forced_parse(params, score_vector, leaves, lengths, gold_spans, *,
   Gradients flow through the scores and the composed frontier vectors
   across steps (no stop_gradient).
   """
-  if gold_pairs not in GOLD_PAIRS:
-    raise ValueError(f"gold_pairs: expected one of {GOLD_PAIRS}, got {gold_pairs!r}")
+  check_one_of("gold_pairs", gold_pairs, GOLD_PAIRS)
   return _merge_scan(params, score_vector, leaves, lengths, gold_spans, margin,
                      teacher=True, gold_pairs=gold_pairs)
 
@@ -395,12 +395,8 @@ class GreedyParser(nn.Module):
   @nn.compact
   def __call__(self, tokens, lengths, gold_merges=None, gold_spans=None, *,
                augment: bool = False):
-    if self.objective not in OBJECTIVES:
-      raise ValueError(f"objective: expected one of {OBJECTIVES}, got "
-                       f"{self.objective!r}")
-    if self.gold_pairs not in GOLD_PAIRS:
-      raise ValueError(f"gold_pairs: expected one of {GOLD_PAIRS}, got "
-                       f"{self.gold_pairs!r}")
+    check_one_of("objective", self.objective, OBJECTIVES)
+    check_one_of("gold_pairs", self.gold_pairs, GOLD_PAIRS)
     comp = recursive.recursive_net(2)
     params = self.param("composition", lambda key: comp.init(
         key, self.embed_size, self.hidden_size, 2))

@@ -25,6 +25,7 @@ import numpy as np
 
 from models import cells as cells_lib
 from models import fused
+from models.checks import check_one_of
 
 Params = cells_lib.Params
 
@@ -232,8 +233,7 @@ def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
     ys, and (forward_final, backward_final). The backward final state is the
     state after reading each sequence's first step.
   """
-  if merge not in _MERGES:
-    raise ValueError(f"merge: expected one of {_MERGES}, got {merge!r}")
+  check_one_of("merge", merge, _MERGES)
   if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
     got = sorted(params) if isinstance(params, dict) else type(params).__name__
     raise ValueError("params: a bidirectional layer expects a dict with keys "

@@ -39,6 +39,7 @@ import optax
 from corpora import listops as listops_data
 from models import classifier
 from models import recursive
+from models.checks import check_one_of
 from tasks import base
 
 SEQUENCE_MODELS = ("lstm", "bilstm")
@@ -205,8 +206,7 @@ def build_model(config):
 
 def build(config) -> base.Task:
   models = SEQUENCE_MODELS + tuple(TREE_MODELS)
-  if config.model not in models:
-    raise ValueError(f"model: expected one of {models}, got {config.model!r}")
+  check_one_of("model", config.model, models)
   data = {split: listops_data.read_split(split, data_dir=config.data_dir or None)
           for split in ("train", "validation", "test")}
   limit = config.get("max_train_size", 0)
@@ -218,9 +218,7 @@ def build(config) -> base.Task:
   model = build_model(config)
   is_tree = config.model in TREE_MODELS
   if is_tree:
-    if config.tree_form not in TREE_FORMS:
-      raise ValueError(f"tree_form: expected one of {TREE_FORMS}, got "
-                       f"{config.tree_form!r}")
+    check_one_of("tree_form", config.tree_form, TREE_FORMS)
     if config.tree_form == "syntax" and config.model != "child_sum":
       raise ValueError(f"tree_form: 'syntax' trees have up to "
                        f"{listops_data.MAX_ARGS} children per node; model "

@@ -40,6 +40,7 @@ import numpy as np
 from corpora import listops as listops_data
 from models import recursive
 from models import tree_parser
+from models.checks import check_one_of
 from tasks import base
 from tasks import listops as listops_task
 
@@ -163,16 +164,11 @@ def _ud_examples(split, config, vocab):
 
 
 def build(config) -> ParseTask:
-  if config.dataset not in DATASETS:
-    raise ValueError(f"dataset: expected one of {DATASETS}, got {config.dataset!r}")
+  check_one_of("dataset", config.dataset, DATASETS)
   objective = config.get("objective", "global_margin")
-  if objective not in tree_parser.OBJECTIVES:
-    raise ValueError(f"objective: expected one of {tree_parser.OBJECTIVES}, got "
-                     f"{objective!r}")
+  check_one_of("objective", objective, tree_parser.OBJECTIVES)
   gold_pairs = config.get("gold_pairs", "all")
-  if gold_pairs not in tree_parser.GOLD_PAIRS:
-    raise ValueError(f"gold_pairs: expected one of {tree_parser.GOLD_PAIRS}, got "
-                     f"{gold_pairs!r}")
+  check_one_of("gold_pairs", gold_pairs, tree_parser.GOLD_PAIRS)
   names = (("train", "train"), ("valid", "validation"), ("test", "test"))
   if config.dataset == "listops":
     splits = {name: _listops_examples(split, config) for name, split in names}

@@ -34,6 +34,7 @@ import optax
 
 import input_pipeline
 from models import language_model
+from models.checks import check_one_of
 from tasks import base
 
 LOSS_OVER_TIME = ("sum", "mean")
@@ -112,9 +113,7 @@ def build_model(config, vocab_size: int) -> language_model.LanguageModel:
 
 
 def build(config) -> LanguageModelTask:
-  if config.loss_over_time not in LOSS_OVER_TIME:
-    raise ValueError(f"loss_over_time: expected one of {LOSS_OVER_TIME}, got "
-                     f"{config.loss_over_time!r}")
+  check_one_of("loss_over_time", config.loss_over_time, LOSS_OVER_TIME)
   if not 0.0 <= config.dropout_rate < 1.0:
     raise ValueError(f"dropout_rate: expected a value in [0, 1), got "
                      f"{config.dropout_rate}")

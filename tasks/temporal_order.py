@@ -28,6 +28,7 @@ import optax
 
 import input_pipeline
 from models import classifier
+from models.checks import check_one_of
 from tasks import base
 
 SYMBOLS = "abcdXYBE"
@@ -73,9 +74,7 @@ def summarize(totals):
 
 
 def build(config) -> base.Task:
-  if config.variant not in POSITIONS:
-    raise ValueError(f"variant: expected one of {sorted(POSITIONS)}, got "
-                     f"{config.variant!r}")
+  check_one_of("variant", config.variant, sorted(POSITIONS))
   maker = functools.partial(make_batch, variant=config.variant)
   max_error = config.solved_max_error
   train_batches, eval_splits = input_pipeline.generated_data(maker, config)

@@ -20,6 +20,7 @@ budget of the first tables (3,000 steps, cosine over 3,000) is
 """
 
 from experiments.configs import base
+from models.checks import check_one_of
 
 MODELS = ("lstm", "bilstm", "tree_rnn", "tree_lstm", "child_sum")
 
@@ -28,8 +29,7 @@ def get_config(arg: str | None = None):
   config = base.get_base_config()
   config.task = "listops"
   config.model = arg or "tree_lstm"
-  if config.model not in MODELS:
-    raise ValueError(f"config arg: expected one of {MODELS}, got {config.model!r}")
+  check_one_of("config arg", config.model, MODELS)
   config.data_dir = ""            # '' = $RNN_DATA_DIR or ~/.cache/rnn_jax/tfds
   config.cell = "lstm"            # sequence models
   config.hidden_size = 128

@@ -24,6 +24,7 @@ downloaded: --config.dataset=wmt14_translate/fr-en --config.source_feature=en
 """
 
 from experiments.configs import seq2seq_base
+from models.checks import check_one_of
 
 VARIANTS = {
     "encdec": dict(attention="none", reverse_source=False),
@@ -35,9 +36,7 @@ VARIANTS = {
 
 def get_config(arg: str | None = None):
   variant = arg or "attention"
-  if variant not in VARIANTS:
-    raise ValueError(f"config arg: expected one of {sorted(VARIANTS)}, got "
-                     f"{variant!r}")
+  check_one_of("config arg", variant, sorted(VARIANTS))
   config = seq2seq_base.get_seq2seq_config()
   config.task = "nmt"
   config.variant = variant

@@ -39,6 +39,7 @@ train_tokens, batch_size and seq_len, so overriding those keeps them right.
 """
 
 from experiments.configs import base
+from models.checks import check_one_of
 
 # Tokens of the train split with '<eos>' per line (the task checks them).
 TRAIN_TOKENS = {"word": 929_589, "char": 5_017_482}
@@ -67,9 +68,7 @@ def _derive_budgets(config) -> None:
 
 def get_config(arg: str | None = None):
   variant = arg or "small"
-  if variant not in (*_ZAREMBA, "char"):
-    raise ValueError(f"config arg: expected one of {[*_ZAREMBA, 'char']}, got "
-                     f"{variant!r}")
+  check_one_of("config arg", variant, (*_ZAREMBA, "char"))
   config = base.get_base_config()
   config.task = "ptb"
   config.variant = variant
