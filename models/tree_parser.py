@@ -14,7 +14,10 @@ the highest score until one node is left: n - 1 steps of a `lax.scan` for
 the whole batch, each scoring only the two pairs its merge created (the
 other pair scores are carried). With `gold_spans` and margin kappa it
 decodes loss-augmented: every pair whose span is not a gold span gets
-+kappa. Beam search is not implemented.
++kappa. Beam search (`beam_parse`, `GreedyParser.beam_size` > 1) keeps the
+beam_size best merge sequences instead, scored by the sum of per-step log
+softmax ('log_prob', the default for the local objectives) or of merge
+scores ('sum', Socher et al.'s tree score, for 'global_margin').
 
 Objectives (`GreedyParser.objective`, `OBJECTIVES`):
 
@@ -195,6 +198,66 @@ def _masked_logsumexp(x, mask):
   return jax.nn.logsumexp(jnp.where(mask, x, _NEG), axis=-1)
 
 
+def _merge_at(comp, params, score_vector, state, j, new_id):
+  """Merges pair j of every row's frontier -> (new state, children [N, 2],
+  span [N, 2], the merge's score [N]).
+
+  state = (h [N, T, H], p [N, T-1, H], s [N, T-1], ids, starts, ends [N, T]):
+  the frontier's node vectors, its adjacent pairs' composed vectors and
+  scores, node ids and spans. Node j becomes the merged node (id new_id),
+  nodes and pairs right of it shift left by one, and only the two pairs
+  j - 1, j that now contain the new node are composed afresh."""
+  h, p, s, ids, starts, ends = state
+  n, t = ids.shape
+  positions = jnp.arange(t)
+  take = lambda x, i: x[jnp.arange(n), i]
+  merged = take(p, j)                                                # [N, H]
+  children = jnp.stack([take(ids, j), take(ids, j + 1)], -1)
+  span = jnp.stack([take(starts, j), take(ends, j + 1)], -1)
+  # Nodes: i < j keep, i == j merged, i > j shift left by one.
+  src = jnp.minimum(positions[None, :] + (positions[None, :] > j[:, None]), t - 1)
+  at_j = positions[None, :] == j[:, None]
+  shift = lambda x: jnp.take_along_axis(x, src if x.ndim == 2 else src[..., None], 1)
+  h2 = jnp.where(at_j[..., None], merged[:, None], shift(h))
+  ids2 = jnp.where(at_j, new_id, shift(ids))
+  starts2 = jnp.where(at_j, take(starts, j)[:, None], shift(starts))
+  ends2 = jnp.where(at_j, take(ends, j + 1)[:, None], shift(ends))
+  # Pairs: i < j-1 keep, j-1 and j recomputed, i > j shift left by one.
+  psrc = jnp.minimum(positions[None, :-1] + (positions[None, :-1] > j[:, None]), t - 2)
+  p2 = jnp.take_along_axis(p, psrc[..., None], 1)
+  s2 = jnp.take_along_axis(s, psrc, 1)
+  left_i, right_i = jnp.maximum(j - 1, 0), jnp.minimum(j + 1, t - 1)
+  fresh = _compose(comp, params,
+                   jnp.stack([take(h2, left_i), take(h2, j)], 1),
+                   jnp.stack([take(h2, j), take(h2, right_i)], 1))    # [N, 2, H]
+  fresh_s = fresh @ score_vector
+  for offset, col in ((-1, 0), (0, 1)):
+    where = positions[None, :-1] == (j + offset)[:, None]
+    p2 = jnp.where(where[..., None], fresh[:, col][:, None], p2)
+    s2 = jnp.where(where, fresh_s[:, col][:, None], s2)
+  return (h2, p2, s2, ids2, starts2, ends2), children, span, take(s, j)
+
+
+def _keep_where(active, new, old):
+  """Per row (leading axis): new where active [N] else old, over pytrees."""
+  return jax.tree_util.tree_map(
+      lambda a, b: jnp.where(active.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
+      new, old)
+
+
+def _initial_frontier(comp, params, score_vector, leaves):
+  """leaves [N, T, H] -> the merge state of `_merge_at` before any merge."""
+  n, t, _ = leaves.shape
+  positions = jnp.broadcast_to(jnp.arange(t), (n, t))
+  pairs = _compose(comp, params, leaves[:, :-1], leaves[:, 1:])      # [N, T-1, H]
+  return (leaves, pairs, pairs @ score_vector, positions, positions, positions + 1)
+
+
+def _empty_parse(b):
+  empty = jnp.zeros((b, 0, 2), jnp.int32)
+  return Parse(empty, empty, jnp.zeros((b, 0), bool), jnp.zeros((b, 0)))
+
+
 def _merge_scan(params, score_vector, leaves, lengths, gold_spans, margin, *,
                 teacher: bool, gold_pairs: str = "all"):
   """The merge loop shared by `greedy_parse` and `teacher_forced_parse`:
@@ -212,15 +275,9 @@ def _merge_scan(params, score_vector, leaves, lengths, gold_spans, margin, *,
   positions = jnp.arange(t)
   rows = jnp.arange(b)
   if t < 2:
-    empty = jnp.zeros((b, 0, 2), jnp.int32)
     none = jnp.zeros((b, 0))
-    return (Parse(empty, empty, jnp.zeros((b, 0), bool), none),
-            LocalTerms(none, none) if teacher else None)
-  pairs = _compose(comp, params, leaves[:, :-1], leaves[:, 1:])      # [B, T-1, H]
-  carry = (leaves, pairs, pairs @ score_vector,
-           jnp.broadcast_to(positions, (b, t)),                      # node ids
-           jnp.broadcast_to(positions, (b, t)),                      # starts
-           jnp.broadcast_to(positions + 1, (b, t)))                  # ends
+    return _empty_parse(b), LocalTerms(none, none) if teacher else None
+  carry = _initial_frontier(comp, params, score_vector, leaves)
 
   def merge(carry, k):
     h, p, s, ids, starts, ends = carry
@@ -249,37 +306,10 @@ def _merge_scan(params, score_vector, leaves, lengths, gold_spans, margin, *,
       if is_gold is not None:
         augmented = s + margin * (~is_gold).astype(s.dtype)
       j = jnp.argmax(jnp.where(valid, augmented, -jnp.inf), axis=1)  # [B]
-    take = lambda x, i: x[rows, i]
-    merged = take(p, j)                                              # [B, H]
-    new_id = t + k
-    record = (jnp.stack([take(ids, j), take(ids, j + 1)], -1),
-              jnp.stack([take(starts, j), take(ends, j + 1)], -1),
-              active, take(s, j)) + terms
-    # Nodes: i < j keep, i == j merged, i > j shift left by one.
-    src = jnp.minimum(positions[None, :] + (positions[None, :] > j[:, None]), t - 1)
-    at_j = positions[None, :] == j[:, None]
-    shift = lambda x: jnp.take_along_axis(x, src if x.ndim == 2 else src[..., None], 1)
-    h2 = jnp.where(at_j[..., None], merged[:, None], shift(h))
-    ids2 = jnp.where(at_j, new_id, shift(ids))
-    starts2 = jnp.where(at_j, take(starts, j)[:, None], shift(starts))
-    ends2 = jnp.where(at_j, take(ends, j + 1)[:, None], shift(ends))
-    # Pairs: i < j-1 keep, j-1 and j recomputed, i > j shift left by one.
-    psrc = jnp.minimum(positions[None, :-1] + (positions[None, :-1] > j[:, None]), t - 2)
-    p2 = jnp.take_along_axis(p, psrc[..., None], 1)
-    s2 = jnp.take_along_axis(s, psrc, 1)
-    left_i, right_i = jnp.maximum(j - 1, 0), jnp.minimum(j + 1, t - 1)
-    fresh = _compose(comp, params,
-                     jnp.stack([take(h2, left_i), take(h2, j)], 1),
-                     jnp.stack([take(h2, j), take(h2, right_i)], 1))  # [B, 2, H]
-    fresh_s = fresh @ score_vector
-    for offset, col in ((-1, 0), (0, 1)):
-      where = positions[None, :-1] == (j + offset)[:, None]
-      p2 = jnp.where(where[..., None], fresh[:, col][:, None], p2)
-      s2 = jnp.where(where, fresh_s[:, col][:, None], s2)
-    keep = lambda new, old: jnp.where(
-        active.reshape((b,) + (1,) * (new.ndim - 1)), new, old)
-    carry = (keep(h2, h), keep(p2, p), keep(s2, s), keep(ids2, ids),
-             keep(starts2, starts), keep(ends2, ends))
+    new_state, children, span, score = _merge_at(
+        comp, params, score_vector, (h, p, s, ids, starts, ends), j, t + k)
+    record = (children, span, active, score) + terms
+    carry = _keep_where(active, new_state, carry)
     return carry, record
 
   _, out = jax.lax.scan(merge, carry, jnp.arange(t - 1))
@@ -333,6 +363,82 @@ def teacher_forced_parse(params, score_vector, leaves, lengths, gold_spans, *,
                      teacher=True, gold_pairs=gold_pairs)
 
 
+BEAM_SCORES = ("log_prob", "sum")
+
+
+def beam_parse(params, score_vector, leaves, lengths, *, beam_size: int,
+               score: str = "log_prob") -> tuple[Parse, jax.Array]:
+  """Beam search over merge sequences, one `lax.scan` over the T - 1 merges
+  for the whole batch x beam -> (the best hypothesis' Parse [B, ...],
+  totals [B, beam_size], sorted best first).
+
+  A hypothesis is a merge sequence; its total is the sum over its merges of
+    score='log_prob': log softmax of the merged pair's score among the
+                      frontier's adjacent pairs (the local objectives train
+                      this per-step distribution);
+    score='sum':      the merged node's score u . p, so the total is the tree
+                      score s(y) of Socher et al. ('global_margin').
+  Each step extends every hypothesis by every adjacent pair of its frontier
+  and keeps the beam_size best (ties: lower beam, then leftmost pair, first).
+  The beam starts from one hypothesis; slots not yet filled hold total
+  -inf. Different merge orders of the same tree are different hypotheses,
+  so the beam can hold one tree more than once, and with beam_size at least
+  the number of merge sequences ((n - 1)! for n tokens) the search is
+  exact. beam_size=1 is `greedy_parse` (both scores pick the top pair).
+  """
+  check_one_of("score", score, BEAM_SCORES)
+  if not isinstance(beam_size, int) or beam_size < 1:
+    raise ValueError(f"beam_size: expected an int >= 1, got {beam_size!r}")
+  comp = recursive.recursive_net(2)
+  b, t, _ = leaves.shape
+  k_beam = beam_size
+  if t < 2:
+    return _empty_parse(b), jnp.where(jnp.arange(k_beam) == 0, 0.0, -jnp.inf)[None].repeat(b, 0)
+  n = b * k_beam
+  positions = jnp.arange(t)
+  # Every beam slot starts as the same frontier; only slot 0 is live.
+  state = _initial_frontier(comp, params, score_vector,
+                            jnp.repeat(leaves, k_beam, axis=0))     # [B*K, ...]
+  totals = jnp.where(jnp.arange(k_beam) == 0, 0.0, -jnp.inf)[None].repeat(b, 0)
+  history = (jnp.zeros((n, t - 1, 2), jnp.int32), jnp.zeros((n, t - 1, 2), jnp.int32),
+             jnp.zeros((n, t - 1), leaves.dtype))               # children, spans, scores
+
+  def step(carry, k):
+    state, totals, history = carry
+    s = state[2].reshape(b, k_beam, t - 1)
+    count = lengths - k                                              # nodes left
+    active = count > 1                                               # [B]
+    valid = (positions[None, :-1] < (count - 1)[:, None])[:, None]   # [B, 1, T-1]
+    gain = s
+    if score == "log_prob":
+      gain = s - _masked_logsumexp(s, valid)[..., None]
+    candidates = jnp.where(valid, totals[..., None] + gain, -jnp.inf)
+    best, index = jax.lax.top_k(candidates.reshape(b, -1), k_beam)  # [B, K]
+    keep_slot = jnp.arange(k_beam)[None]
+    parent = jnp.where(active[:, None], index // (t - 1), keep_slot)
+    j = jnp.where(active[:, None], index % (t - 1), 0).reshape(-1)
+    totals = jnp.where(active[:, None], best, totals)
+    rows = (jnp.arange(b)[:, None] * k_beam + parent).reshape(-1)    # [B*K]
+    state, history = jax.tree_util.tree_map(lambda x: x[rows], (state, history))
+    new_state, children, span, merge_score = _merge_at(
+        comp, params, score_vector, state, j, t + k)
+    active_rows = jnp.repeat(active, k_beam)
+    state = _keep_where(active_rows, new_state, state)
+    history = tuple(
+        jnp.where(active_rows.reshape((-1,) + (1,) * (old.ndim - 1)),
+                  old.at[:, k].set(new), old)
+        for old, new in zip(history, (children, span, merge_score)))
+    return (state, totals, history), None
+
+  (_, totals, history), _ = jax.lax.scan(step, (state, totals, history),
+                                         jnp.arange(t - 1))
+  top = jnp.arange(b) * k_beam                                       # slot 0 is best
+  children, span, scores = (x[top] for x in history)
+  active = positions[None, :-1] < (lengths - 1)[:, None]
+  return Parse(children.astype(jnp.int32), span.astype(jnp.int32), active,
+               jnp.where(active, scores, 0.0)), totals
+
+
 def parse_to_trees(parse: Parse, tokens, lengths) -> recursive.TreeBatch:
   """A greedy parse as a TreeBatch, built under jit: tree b owns slots
   b * 2T .. b * 2T + 2T - 1 (leaves, then merges in order), and the schedule
@@ -371,7 +477,8 @@ class GreedyParser(nn.Module):
   __call__(tokens [B, T], lengths [B], gold_merges ([B, T-1, 2] children,
   [B, T-1] active; see `merge_order`) or None, gold_spans [B, T+1, T+1] or
   None, augment) -> dict with
-    'parse': Parse. Greedy decoding, except while training (augment) with
+    'parse': Parse. Greedy decoding (beam search when beam_size > 1, see
+      `decode`), except while training (augment) with
       gold trees: for the local objectives the teacher-forced parse (the
       gold tree; nothing is decoded), for 'global_margin' the
       loss-augmented greedy parse;
@@ -391,12 +498,24 @@ class GreedyParser(nn.Module):
   margin: float = 1.0
   objective: str = "local_xent"
   gold_pairs: str = "all"
+  beam_size: int = 1
+
+  def decode(self, params, u, leaves, lengths) -> Parse:
+    """Greedy (beam_size 1) or beam search; the beam's score is 'log_prob'
+    for the local objectives, 'sum' (the tree score) for 'global_margin'."""
+    if self.beam_size == 1:
+      return greedy_parse(params, u, leaves, lengths)
+    score = "sum" if self.objective == "global_margin" else "log_prob"
+    return beam_parse(params, u, leaves, lengths, beam_size=self.beam_size,
+                      score=score)[0]
 
   @nn.compact
   def __call__(self, tokens, lengths, gold_merges=None, gold_spans=None, *,
                augment: bool = False):
     check_one_of("objective", self.objective, OBJECTIVES)
     check_one_of("gold_pairs", self.gold_pairs, GOLD_PAIRS)
+    if not isinstance(self.beam_size, int) or self.beam_size < 1:
+      raise ValueError(f"beam_size: expected an int >= 1, got {self.beam_size!r}")
     comp = recursive.recursive_net(2)
     params = self.param("composition", lambda key: comp.init(
         key, self.embed_size, self.hidden_size, 2))
@@ -426,13 +545,16 @@ class GreedyParser(nn.Module):
           out["parse"] = jax.tree_util.tree_map(jax.lax.stop_gradient, forced)
           return out
       frozen = jax.lax.stop_gradient((params, u, leaves))
-      out["parse"] = greedy_parse(*frozen, lengths)
+      out["parse"] = self.decode(*frozen, lengths)
       return out
 
     frozen = jax.lax.stop_gradient((params, u, leaves))
-    parse = greedy_parse(*frozen, lengths,
-                         gold_spans=gold_spans if augment else None,
-                         margin=self.margin)
+    if augment or self.beam_size == 1:   # training decodes loss-augmented greedy
+      parse = greedy_parse(*frozen, lengths,
+                           gold_spans=gold_spans if augment else None,
+                           margin=self.margin)
+    else:
+      parse = self.decode(*frozen, lengths)
     parse = jax.tree_util.tree_map(jax.lax.stop_gradient, parse)
     out["parse"] = parse
     if gold_spans is not None:

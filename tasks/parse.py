@@ -16,7 +16,8 @@ config.gold_pairs 'all' or 'leftmost'); 'global_margin' decodes
 loss-augmented (+ config.margin per non-gold span) and minimises
 max(0, s(y_hat) + Delta - s(gold)). The reported 'loss' is the objective's
 mean per merge step (local) or per sentence (global). Evaluation decodes
-greedily without augmentation and reports corpus-level unlabeled bracketing
+greedily (config.beam_size > 1: beam search, `tree_parser.beam_parse`)
+without augmentation and reports corpus-level unlabeled bracketing
 precision, recall and F1 (whole-sentence span and single tokens not
 counted), the exact-tree rate, and the F1 of the left- and right-branching
 trees on the same sentences ('left_branching_f1', 'right_branching_f1'), on
@@ -190,7 +191,7 @@ def build(config) -> ParseTask:
   model = tree_parser.GreedyParser(
       hidden_size=config.hidden_size, vocab_size=vocab_size,
       embed_size=config.embed_size, margin=config.margin, objective=objective,
-      gold_pairs=gold_pairs)
+      gold_pairs=gold_pairs, beam_size=int(config.get("beam_size", 1)))
   train_batches = listops_task.ExampleBatches(
       len(splits["train"][0]), functools.partial(make, "train"), config.batch_size,
       config.seed)

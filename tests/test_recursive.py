@@ -307,6 +307,70 @@ def test_greedy_parse_matches_python_greedy_and_augmentation():
     assert got == _python_greedy(params, leaves[b], n, set(gold[b]), 100.0)
 
 
+def _python_all_merge_sequences(params, leaves, n):
+  """Every merge sequence over n leaves -> list of (log_prob total, sum
+  total, spans in merge order), by exhaustive recursion in NumPy."""
+  p = {k: np.asarray(v, np.float64) for k, v in params["composition"].items()}
+  u = np.asarray(params["score"], np.float64)
+  out = []
+
+  def expand(nodes, log_prob, total, spans):
+    if len(nodes) == 1:
+      out.append((log_prob, total, spans))
+      return
+    composed = [np.tanh(np.concatenate([nodes[j][0], nodes[j + 1][0]]) @ p["w_c"] + p["b"])
+                for j in range(len(nodes) - 1)]
+    scores = np.asarray([h @ u for h in composed])
+    log_z = np.log(np.sum(np.exp(scores - scores.max()))) + scores.max()
+    for j, h in enumerate(composed):
+      span = (nodes[j][1][0], nodes[j + 1][1][1])
+      expand(nodes[:j] + [(h, span)] + nodes[j + 2:], log_prob + scores[j] - log_z,
+             total + scores[j], spans + [span])
+
+  expand([(np.asarray(leaves[i], np.float64), (i, i + 1)) for i in range(n)], 0.0, 0.0, [])
+  return out
+
+
+@pytest.mark.parametrize("score", ["log_prob", "sum"])
+def test_beam_parse_is_exhaustive_with_a_wide_beam_and_greedy_with_one(score):
+  _, params, tokens, lengths = _parser()
+  width = 24                                     # (5 - 1)! merge sequences
+
+  @jax.jit
+  def run(params):
+    leaves = _leaves(params, tokens)
+    args = (params["composition"], params["score"], leaves, lengths)
+    return (leaves, tree_parser.greedy_parse(*args),
+            tree_parser.beam_parse(*args, beam_size=1, score=score),
+            tree_parser.beam_parse(*args, beam_size=width, score=score))
+
+  leaves, greedy, (one, _), (best, totals) = jax.device_get(run(params))
+  column = 0 if score == "log_prob" else 1
+  for b in range(3):
+    n = int(lengths[b])
+    np.testing.assert_array_equal(one.active[b], greedy.active[b])
+    np.testing.assert_array_equal(one.spans[b][:n - 1], greedy.spans[b][:n - 1])
+    np.testing.assert_array_equal(best.active[b], np.arange(4) < n - 1)
+    every = _python_all_merge_sequences(params, leaves[b], n)
+    # The beam holds every sequence, best first, with the exhaustive totals.
+    want = sorted((e[column] for e in every), reverse=True)
+    np.testing.assert_allclose(totals[b][:len(want)], want, rtol=1e-5, atol=1e-5)
+    assert np.all(np.isneginf(totals[b][len(want):]))
+    # Its best parse is a best sequence, and its merge scores are u . p.
+    spans = [tuple(map(int, best.spans[b, k])) for k in range(n - 1)]
+    top = [e for e in every if abs(e[column] - want[0]) < 1e-5]
+    assert spans in [e[2] for e in top]
+    if score == "sum" and n > 1:
+      np.testing.assert_allclose(np.sum(best.scores[b]), want[0], rtol=1e-5)
+
+
+def test_beam_size_must_be_a_positive_int():
+  model, params, tokens, lengths = _parser(objective="local_xent")
+  for bad in (0, 2.5):
+    with pytest.raises(ValueError, match="beam_size: expected an int >= 1"):
+      model.clone(beam_size=bad).apply({"params": params}, tokens, lengths)
+
+
 def test_max_margin_terms_match_python_scores():
   model, params, tokens, lengths = _parser()
   merges = [tree_parser.merge_order(c, int(n), 5)
