@@ -499,15 +499,23 @@ class GreedyParser(nn.Module):
   objective: str = "local_xent"
   gold_pairs: str = "all"
   beam_size: int = 1
+  beam_score: str = ""
+
+  @property
+  def beam_score_kind(self) -> str:
+    """beam_score, or by default 'log_prob' for the local objectives and
+    'sum' (the tree score) for 'global_margin'."""
+    if self.beam_score:
+      return self.beam_score
+    return "sum" if self.objective == "global_margin" else "log_prob"
 
   def decode(self, params, u, leaves, lengths) -> Parse:
-    """Greedy (beam_size 1) or beam search; the beam's score is 'log_prob'
-    for the local objectives, 'sum' (the tree score) for 'global_margin'."""
+    """Greedy (beam_size 1) or beam search (`beam_parse`, scored by
+    `beam_score_kind`)."""
     if self.beam_size == 1:
       return greedy_parse(params, u, leaves, lengths)
-    score = "sum" if self.objective == "global_margin" else "log_prob"
     return beam_parse(params, u, leaves, lengths, beam_size=self.beam_size,
-                      score=score)[0]
+                      score=self.beam_score_kind)[0]
 
   @nn.compact
   def __call__(self, tokens, lengths, gold_merges=None, gold_spans=None, *,
@@ -516,6 +524,7 @@ class GreedyParser(nn.Module):
     check_one_of("gold_pairs", self.gold_pairs, GOLD_PAIRS)
     if not isinstance(self.beam_size, int) or self.beam_size < 1:
       raise ValueError(f"beam_size: expected an int >= 1, got {self.beam_size!r}")
+    check_one_of("beam_score", self.beam_score, ("",) + BEAM_SCORES)
     comp = recursive.recursive_net(2)
     params = self.param("composition", lambda key: comp.init(
         key, self.embed_size, self.hidden_size, 2))

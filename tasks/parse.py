@@ -191,7 +191,8 @@ def build(config) -> ParseTask:
   model = tree_parser.GreedyParser(
       hidden_size=config.hidden_size, vocab_size=vocab_size,
       embed_size=config.embed_size, margin=config.margin, objective=objective,
-      gold_pairs=gold_pairs, beam_size=int(config.get("beam_size", 1)))
+      gold_pairs=gold_pairs, beam_size=int(config.get("beam_size", 1)),
+      beam_score=config.get("beam_score", ""))
   train_batches = listops_task.ExampleBatches(
       len(splits["train"][0]), functools.partial(make, "train"), config.batch_size,
       config.seed)

@@ -364,11 +364,15 @@ def test_beam_parse_is_exhaustive_with_a_wide_beam_and_greedy_with_one(score):
       np.testing.assert_allclose(np.sum(best.scores[b]), want[0], rtol=1e-5)
 
 
-def test_beam_size_must_be_a_positive_int():
+def test_beam_settings_must_be_valid():
   model, params, tokens, lengths = _parser(objective="local_xent")
   for bad in (0, 2.5):
     with pytest.raises(ValueError, match="beam_size: expected an int >= 1"):
       model.clone(beam_size=bad).apply({"params": params}, tokens, lengths)
+  with pytest.raises(ValueError, match="beam_score: expected one of .*'bogus'"):
+    model.clone(beam_size=2, beam_score="bogus").apply({"params": params}, tokens, lengths)
+  assert model.beam_score_kind == "log_prob"
+  assert model.clone(objective="global_margin").beam_score_kind == "sum"
 
 
 def test_max_margin_terms_match_python_scores():

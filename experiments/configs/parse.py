@@ -47,6 +47,7 @@ def get_config(arg: str | None = None):
   config.objective = "local_xent"   # | 'local_margin' | 'global_margin' (doc above)
   config.gold_pairs = "all"    # local objectives: 'all' gold pairs correct | 'leftmost'
   config.beam_size = 1          # evaluation decoding: 1 greedy, > 1 beam search
+  config.beam_score = ""        # beam totals: 'log_prob' | 'sum' | '' (by objective)
   config.margin = 1.0          # kappa: per-step hinge margin (local_margin); per
                                # predicted non-gold span (global_margin)
   config.max_train_size = 0    # 0: every training tree
