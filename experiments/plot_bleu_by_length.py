@@ -6,8 +6,8 @@ experiments/nmt.py writes.
       --workdirs=workdirs/nmt_encdec,workdirs/nmt_encdec_rev,workdirs/nmt_attention \
       --out=docs/nmt_bleu_by_length.png
 
-Also prints the results as a Markdown table (BLEU and chrF per run and
-decoding, and BLEU per length bucket).
+Plots BLEU and chrF side by side and prints both as Markdown tables (per run
+and decoding: the whole split's score and the score per length bucket).
 """
 
 from __future__ import annotations
@@ -43,44 +43,51 @@ def read(workdir: str, split: str) -> dict:
 
 
 def markdown(reports: list[dict]) -> str:
+  """Two Markdown tables, BLEU and chrF per source-length bucket, one row per
+  run and decoding (with the whole test split's score)."""
   names = list(reports[0]["decodes"])
   buckets = [r["words"] for r in reports[0]["decodes"][names[0]]["by_length"]]
   counts = [r["sentences"] for r in reports[0]["decodes"][names[0]]["by_length"]]
-  head = ("| model | decoding | BLEU | chrF | " +
-          " | ".join(f"BLEU {b} words (n={n})" for b, n in zip(buckets, counts)) + " |")
-  lines = [head, "|" + "---|" * (4 + len(buckets))]
-  for report in reports:
-    label = LABELS.get(report["config"].get("variant"), report["workdir"])
-    for name, decode in report["decodes"].items():
-      cells = " | ".join(f"{r['bleu']:.1f}" for r in decode["by_length"])
-      lines.append(f"| {label} | {name} | {decode['bleu']:.2f} | "
-                   f"{decode['chrf']:.2f} | {cells} |")
-  return "\n".join(lines)
+  tables = []
+  for metric, title in (("bleu", "BLEU"), ("chrf", "chrF")):
+    head = (f"| model | decoding | {title} | " +
+            " | ".join(f"{title} {b} words (n={n})" for b, n in zip(buckets, counts)) + " |")
+    lines = [head, "|" + "---|" * (3 + len(buckets))]
+    for report in reports:
+      label = LABELS.get(report["config"].get("variant"), report["workdir"])
+      for name, decode in report["decodes"].items():
+        cells = " | ".join(f"{r[metric]:.1f}" for r in decode["by_length"])
+        lines.append(f"| {label} | {name} | {decode[metric]:.2f} | {cells} |")
+    tables.append("\n".join(lines))
+  return "\n\n".join(tables)
 
 
 def plot(reports: list[dict], decode: str, out: str) -> None:
+  """BLEU (left) and chrF (right) by source-length bucket, one line per run."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(6.4, 4.0))
   for report in reports:
     if decode not in report["decodes"]:
       raise ValueError(f"decode: {report['workdir']} has {list(report['decodes'])}, "
                        f"not {decode!r}")
-    rows = report["decodes"][decode]["by_length"]
-    label = LABELS.get(report["config"].get("variant"), report["workdir"])
-    ax.plot(range(len(rows)), [r["bleu"] for r in rows], marker="o", label=label)
+  fig, axes = plt.subplots(1, 2, figsize=(11.0, 4.0))
   rows = reports[0]["decodes"][decode]["by_length"]
-  ax.set_xticks(range(len(rows)))
-  ax.set_xticklabels([f"{r['words']}\n(n={r['sentences']})" for r in rows])
-  ax.set_xlabel("source sentence length (English words)")
-  ax.set_ylabel(f"BLEU ({decode})")
-  ax.set_title("en->fr gettext corpus, test split: BLEU by source length")
-  ax.grid(alpha=0.3)
-  ax.legend()
+  for ax, metric, title in zip(axes, ("bleu", "chrf"), ("BLEU", "chrF")):
+    for report in reports:
+      label = LABELS.get(report["config"].get("variant"), report["workdir"])
+      ax.plot(range(len(rows)), [r[metric] for r in report["decodes"][decode]["by_length"]],
+              marker="o", label=label)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([f"{r['words']}\n(n={r['sentences']})" for r in rows])
+    ax.set_xlabel("source sentence length (English words)")
+    ax.set_ylabel(f"{title} ({decode})")
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  fig.suptitle("en->fr gettext corpus, test split: scores by source length")
   fig.tight_layout()
   os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-  fig.savefig(out, dpi=120)
+  fig.savefig(out, dpi=110)
 
 
 def main(argv):

@@ -3,6 +3,7 @@ BLEU, and an NMT smoke run on fixture catalogs written in tmp."""
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -211,3 +212,14 @@ def test_nmt_smoke_training_translate_and_bleu(catalogs, tmp_path, monkeypatch):
   assert "☃" in results[3].note
   assert "cut" in results[4].note
   assert all(isinstance(r.text, str) and np.isfinite(r.log_prob) for r in results)
+  # BLEU by length as Markdown (BLEU and chrF tables) and a PNG.
+  from experiments import plot_bleu_by_length  # pylint: disable=g-import-not-at-top
+  reports = [plot_bleu_by_length.read(str(workdir), "test")]
+  table = plot_bleu_by_length.markdown(reports)
+  assert "| RNNencdec (no attention) | beam2 |" in table
+  assert re.search(r"\| BLEU \d+-\d+ words \(n=\d+\)", table)
+  assert re.search(r"\| chrF \d+-\d+ words \(n=\d+\)", table)
+  plot_bleu_by_length.plot(reports, "beam2", str(tmp_path / "by_length.png"))
+  assert (tmp_path / "by_length.png").stat().st_size > 1000
+  with pytest.raises(ValueError, match="decode: .* not 'beam9'"):
+    plot_bleu_by_length.plot(reports, "beam9", str(tmp_path / "x.png"))
