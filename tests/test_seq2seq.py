@@ -327,6 +327,17 @@ def test_addition_smoke_training_and_translate(tmp_path, capsys):
   assert all(set(r.text) <= set("0123456789+") for r in results)
 
 
+def test_reversal_and_copy_targets():
+  for copy in (False, True):
+    batch = reversal.make_batch(np.random.default_rng(0), 8, max_len=6,
+                                num_symbols=5, copy=copy)
+    for b in range(8):
+      n = int(batch["lengths"][b])
+      source = batch["inputs"][b, :n].tolist()
+      assert batch["targets"][b, :n].tolist() == (source if copy else source[::-1])
+      assert batch["targets"][b, n] == seq2seq_task.EOS
+
+
 def test_reversal_smoke_training(tmp_path):
   config = _shrink(reversal_config.get_config())
   config.max_len = 5
