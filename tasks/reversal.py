@@ -61,7 +61,10 @@ def build(config) -> seq2seq.Seq2seqTask:
                             num_symbols=config.num_symbols,
                             copy=bool(config.get("copy", False)))
   train, evals = input_pipeline.generated_data(maker, config)
-  return seq2seq.generated_task(config, vocab, train, evals)
+  buckets = config.get("length_buckets", "")
+  if buckets == "auto":       # four near-equal source-length ranges
+    buckets = seq2seq.even_length_buckets(config.max_len)
+  return seq2seq.generated_task(config, vocab, train, evals, buckets)
 
 
 def vocabularies(config):

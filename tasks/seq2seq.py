@@ -220,8 +220,29 @@ def eval_batches(examples, batch_size: int, boundaries: Sequence[int]) -> list[d
 # ----------------------------------------------------------------------------
 # Loss and metrics.
 
-def loss(logits, batch):
-  """logits [B, T, V] -> (mean token cross-entropy, sums)."""
+def parse_length_buckets(spec: str) -> tuple[tuple[int, int], ...]:
+  """'1-6,7-12' -> ((1, 6), (7, 12)): source-length ranges, inclusive, for
+  exact-match accuracy by length ('' -> none); ValueError if malformed."""
+  buckets = []
+  for part in filter(None, (p.strip() for p in spec.split(","))):
+    low, sep, high = part.partition("-")
+    try:
+      low, high = int(low), int(high)
+    except ValueError:
+      low = high = 0
+    if not sep or not 1 <= low <= high:
+      raise ValueError(f"length_buckets: expected ranges like '1-6,7-12' "
+                       f"(1 <= low <= high), got {spec!r}")
+    buckets.append((low, high))
+  return tuple(buckets)
+
+
+def loss(logits, batch, length_buckets: Sequence[tuple[int, int]] = ()):
+  """logits [B, T, V] -> (mean token cross-entropy, sums). With
+  length_buckets ((low, high) source lengths, inclusive), the sums also
+  count each bucket's sequences and exact matches ('sequences_len_LOW-HIGH',
+  'exact_len_LOW-HIGH'), which `summarize` turns into
+  'sequence_accuracy_len_LOW-HIGH'."""
   batch_size, steps, vocab = logits.shape
   targets = batch["targets"]
   nll = optax.softmax_cross_entropy_with_integer_labels(
@@ -234,17 +255,27 @@ def loss(logits, batch):
   maskf = mask.astype(nll.dtype)
   total = jnp.sum(nll * maskf)
   tokens = jnp.sum(maskf)
-  return total / jnp.maximum(tokens, 1.0), {
-      "nll": total, "tokens": tokens, "correct": jnp.sum(hits),
-      "sequences": jnp.sum(real), "exact": jnp.sum(exact)}
+  sums = {"nll": total, "tokens": tokens, "correct": jnp.sum(hits),
+          "sequences": jnp.sum(real), "exact": jnp.sum(exact)}
+  for low, high in length_buckets:
+    inside = real & (batch["lengths"] >= low) & (batch["lengths"] <= high)
+    sums[f"sequences_len_{low}-{high}"] = jnp.sum(inside)
+    sums[f"exact_len_{low}-{high}"] = jnp.sum(exact & inside)
+  return total / jnp.maximum(tokens, 1.0), sums
 
 
 def summarize(totals):
   nll = base.ratio(totals, "nll", "tokens")
-  return {"nll": nll, "perplexity": math.exp(min(nll, 700.0)),
-          "token_accuracy": base.ratio(totals, "correct", "tokens"),
-          "sequence_accuracy": base.ratio(totals, "exact", "sequences"),
-          "sequences": int(totals["sequences"])}
+  metrics = {"nll": nll, "perplexity": math.exp(min(nll, 700.0)),
+             "token_accuracy": base.ratio(totals, "correct", "tokens"),
+             "sequence_accuracy": base.ratio(totals, "exact", "sequences"),
+             "sequences": int(totals["sequences"])}
+  for key in totals:
+    if key.startswith("exact_len_"):
+      bucket = key[len("exact_len_"):]
+      metrics[f"sequence_accuracy_len_{bucket}"] = base.ratio(
+          totals, key, f"sequences_len_{bucket}")
+  return metrics
 
 
 # ----------------------------------------------------------------------------
@@ -289,12 +320,25 @@ def sequence_solved(threshold: float):
   return lambda metrics: metrics["sequence_accuracy"] >= threshold
 
 
-def generated_task(config, vocab, train_batches, eval_splits) -> Seq2seqTask:
+def even_length_buckets(max_len: int, count: int = 4) -> str:
+  """1..max_len in `count` near-equal ranges, as a length_buckets spec."""
+  edges = np.linspace(0, max_len, min(count, max_len) + 1).round().astype(int)
+  return ",".join(f"{a + 1}-{b}" for a, b in zip(edges[:-1], edges[1:]))
+
+
+def generated_task(config, vocab, train_batches, eval_splits,
+                   length_buckets: str | None = None) -> Seq2seqTask:
   """A generated (toy) task whose source and target share `vocab`: the model
-  from the config, this module's loss and metrics, solved at
-  config.solved_accuracy sequence accuracy."""
+  from the config, this module's loss and metrics (with exact-match
+  accuracy by source length for `length_buckets`, default
+  config.length_buckets, e.g. '1-6,7-12'),
+  solved at config.solved_accuracy sequence accuracy."""
+  if length_buckets is None:
+    length_buckets = config.get("length_buckets", "")
+  buckets = parse_length_buckets(length_buckets)
   return Seq2seqTask(
-      model=build_model(config, vocab.size, vocab.size), loss=loss,
+      model=build_model(config, vocab.size, vocab.size),
+      loss=functools.partial(loss, length_buckets=buckets) if buckets else loss,
       summarize=summarize, solved=sequence_solved(config.solved_accuracy),
       train_batches=train_batches, eval_splits=eval_splits,
       source_vocab=vocab, target_vocab=vocab)

@@ -29,6 +29,8 @@ def get_config(arg: str | None = None):
   config.max_len = 12
   config.num_symbols = 10
   config.copy = False               # True: target = source (copying)
+  config.length_buckets = "auto"    # exact match by source length: 'auto' (4
+                                    # ranges over 1..max_len), '' or '1-6,7-12'
   config.embed_size = 32
   config.hidden_size = 128
   if arg == "attention":
