@@ -270,11 +270,10 @@ def summarize(totals):
              "token_accuracy": base.ratio(totals, "correct", "tokens"),
              "sequence_accuracy": base.ratio(totals, "exact", "sequences"),
              "sequences": int(totals["sequences"])}
-  for key in totals:
-    if key.startswith("exact_len_"):
-      bucket = key[len("exact_len_"):]
-      metrics[f"sequence_accuracy_len_{bucket}"] = base.ratio(
-          totals, key, f"sequences_len_{bucket}")
+  buckets = [key[len("exact_len_"):] for key in totals if key.startswith("exact_len_")]
+  for bucket in sorted(buckets, key=lambda b: int(b.split("-")[0])):  # shortest first
+    metrics[f"sequence_accuracy_len_{bucket}"] = base.ratio(
+        totals, f"exact_len_{bucket}", f"sequences_len_{bucket}")
   return metrics
 
 

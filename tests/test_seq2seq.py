@@ -235,6 +235,8 @@ def test_exact_match_by_source_length():
   assert metrics["sequence_accuracy_len_1-2"] == pytest.approx(1 / 2)
   assert metrics["sequence_accuracy_len_3-5"] == pytest.approx(2 / 3)
   assert metrics["sequence_accuracy"] == pytest.approx(3 / 5)
+  assert [k for k in metrics if "_len_" in k] == [
+      "sequence_accuracy_len_1-2", "sequence_accuracy_len_3-5"]
   assert seq2seq_task.even_length_buckets(24) == "1-6,7-12,13-18,19-24"
   with pytest.raises(ValueError, match="length_buckets: expected ranges"):
     seq2seq_task.parse_length_buckets("0-3")
