@@ -228,15 +228,17 @@ def test_exact_match_by_source_length():
   # Perfect logits, then spoil the first target step of rows 1 and 3.
   logits = np.where(np.arange(V) == batch["targets"][..., None], 10.0, 0.0)
   logits[[1, 3], 0] = np.where(np.arange(V) == 0, 20.0, 0.0)
-  buckets = seq2seq_task.parse_length_buckets("1-2,3-5")
+  buckets = seq2seq_task.parse_length_buckets("1-2,3-5,10-12")
   _, sums = seq2seq_task.loss(jnp.asarray(logits, jnp.float32), batch, buckets)
   metrics = seq2seq_task.summarize(jax.device_get(sums))
   # Lengths 1, 2 -> row 1 wrong; lengths 3, 4, 5 -> row 3 wrong; padding row 5 ignored.
   assert metrics["sequence_accuracy_len_1-2"] == pytest.approx(1 / 2)
   assert metrics["sequence_accuracy_len_3-5"] == pytest.approx(2 / 3)
   assert metrics["sequence_accuracy"] == pytest.approx(3 / 5)
+  assert metrics["sequence_accuracy_len_10-12"] == 0.0        # empty bucket
   assert [k for k in metrics if "_len_" in k] == [
-      "sequence_accuracy_len_1-2", "sequence_accuracy_len_3-5"]
+      "sequence_accuracy_len_1-2", "sequence_accuracy_len_3-5",
+      "sequence_accuracy_len_10-12"]
   assert seq2seq_task.even_length_buckets(24) == "1-6,7-12,13-18,19-24"
   with pytest.raises(ValueError, match="length_buckets: expected ranges"):
     seq2seq_task.parse_length_buckets("0-3")
