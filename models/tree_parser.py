@@ -366,6 +366,11 @@ def teacher_forced_parse(params, score_vector, leaves, lengths, gold_spans, *,
 BEAM_SCORES = ("log_prob", "sum")
 
 
+def _check_beam_size(beam_size) -> None:
+  if not isinstance(beam_size, int) or beam_size < 1:
+    raise ValueError(f"beam_size: expected an int >= 1, got {beam_size!r}")
+
+
 def beam_parse(params, score_vector, leaves, lengths, *, beam_size: int,
                score: str = "log_prob") -> tuple[Parse, jax.Array]:
   """Beam search over merge sequences, one `lax.scan` over the T - 1 merges
@@ -387,19 +392,18 @@ def beam_parse(params, score_vector, leaves, lengths, *, beam_size: int,
   exact. beam_size=1 is `greedy_parse` (both scores pick the top pair).
   """
   check_one_of("score", score, BEAM_SCORES)
-  if not isinstance(beam_size, int) or beam_size < 1:
-    raise ValueError(f"beam_size: expected an int >= 1, got {beam_size!r}")
+  _check_beam_size(beam_size)
   comp = recursive.recursive_net(2)
   b, t, _ = leaves.shape
   k_beam = beam_size
+  totals = jnp.where(jnp.arange(k_beam) == 0, 0.0, -jnp.inf)[None].repeat(b, 0)
   if t < 2:
-    return _empty_parse(b), jnp.where(jnp.arange(k_beam) == 0, 0.0, -jnp.inf)[None].repeat(b, 0)
+    return _empty_parse(b), totals
   n = b * k_beam
   positions = jnp.arange(t)
   # Every beam slot starts as the same frontier; only slot 0 is live.
   state = _initial_frontier(comp, params, score_vector,
                             jnp.repeat(leaves, k_beam, axis=0))     # [B*K, ...]
-  totals = jnp.where(jnp.arange(k_beam) == 0, 0.0, -jnp.inf)[None].repeat(b, 0)
   history = (jnp.zeros((n, t - 1, 2), jnp.int32), jnp.zeros((n, t - 1, 2), jnp.int32),
              jnp.zeros((n, t - 1), leaves.dtype))               # children, spans, scores
 
@@ -424,10 +428,9 @@ def beam_parse(params, score_vector, leaves, lengths, *, beam_size: int,
         comp, params, score_vector, state, j, t + k)
     active_rows = jnp.repeat(active, k_beam)
     state = _keep_where(active_rows, new_state, state)
-    history = tuple(
-        jnp.where(active_rows.reshape((-1,) + (1,) * (old.ndim - 1)),
-                  old.at[:, k].set(new), old)
-        for old, new in zip(history, (children, span, merge_score)))
+    history = _keep_where(active_rows, tuple(
+        old.at[:, k].set(new)
+        for old, new in zip(history, (children, span, merge_score))), history)
     return (state, totals, history), None
 
   (_, totals, history), _ = jax.lax.scan(step, (state, totals, history),
@@ -522,8 +525,7 @@ class GreedyParser(nn.Module):
                augment: bool = False):
     check_one_of("objective", self.objective, OBJECTIVES)
     check_one_of("gold_pairs", self.gold_pairs, GOLD_PAIRS)
-    if not isinstance(self.beam_size, int) or self.beam_size < 1:
-      raise ValueError(f"beam_size: expected an int >= 1, got {self.beam_size!r}")
+    _check_beam_size(self.beam_size)
     check_one_of("beam_score", self.beam_score, ("",) + BEAM_SCORES)
     comp = recursive.recursive_net(2)
     params = self.param("composition", lambda key: comp.init(
