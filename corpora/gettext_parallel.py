@@ -12,7 +12,8 @@ every catalog of the target language it finds under
 or under the directories in $GETTEXT_CATALOG_ROOTS (os.pathsep-separated), or
 the builder's `roots` argument. A catalog counts when its directory is
 <lang>/LC_MESSAGES or <lang>_<REGION>/LC_MESSAGES (e.g. fr, fr_FR; not
-fr_CA@x). Configs: en_fr (default), en_de, en_es.
+fr_CA@x). Configs: en_fr (default), en_de, en_es, and the same three with
+placeholder messages kept (en_fr_keep_placeholders, ...; rule 4 below).
 
 WHICH catalogs exist depends on the machine: a fresh CI image with fewer
 packages (or without the `locales`-style packages) finds far fewer pairs.
@@ -28,7 +29,16 @@ that rule's name):
   2. plural: 'singular\\x00plural' keys keep the singular, msgstr form 0.
   3. 'untranslated': empty msgstr; the header entry (empty msgid) is skipped.
   4. 'placeholder': printf (%s, %d, %1$s, %(name)s, %-10s), brace ({0},
-     {name}) or shell ($1, ${x}) placeholders on either side.
+     {name}) or shell ($1, ${x}) placeholders on either side. In the
+     *_keep_placeholders configs (en_fr_keep_placeholders, ...) such pairs
+     are kept instead: every placeholder becomes a numbered token <1>, <2>,
+     ... in order of first appearance in the English text, the translation's
+     placeholders get the same numbers by argument (position %2$s / {1},
+     name %(name)s / {name} / ${name}, or order for plain %s / {}), and '%%'
+     becomes '%'; 'placeholder_mismatch': the two sides refer to different
+     arguments. E.g. 'Copy %1$s to %2$s' / 'Copier %2$s vers %1$s' ->
+     'Copy <1> to <2>' / 'Copier <2> vers <1>'. These messages add most of
+     the corpus's long sentences.
   5. markup: tags such as <b>..</b> are stripped and entities (&amp;)
      unescaped; 'layout': text with tabs, line breaks or runs of spaces
      (help screens, tables).
@@ -214,6 +224,10 @@ _SHELL = re.compile(r"\$\{?\w")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _ACCEL_SUFFIX = re.compile(r"\s*\((?:_|&)\w\)")
 _LETTER = re.compile(r"[^\W\d_]")
+_ANY_PLACEHOLDER = re.compile(
+    "(?P<percent>%%)|(?P<printf>" + _PRINTF.pattern + ")|(?P<brace>"
+    + _BRACE.pattern + r")|(?P<shell>\$\{\w+\}|\$\w+)")
+PLACEHOLDER_MODES = ("drop", "keep")
 
 
 def _has_placeholder(text: str) -> bool:
@@ -229,9 +243,59 @@ def _strip_accelerator(text: str) -> str:
   return text.replace("\0", "&")
 
 
-def clean_side(text: str) -> tuple[str | None, str | None]:
-  """One side -> (clean text, None) or (None, reason dropped)."""
-  if _has_placeholder(text):
+def _placeholder_key(match: re.Match, plain: list[int]) -> tuple:
+  """The argument a placeholder refers to; plain[0] counts the %s / {} seen."""
+  text = match.group()
+  if match.group("printf"):
+    printf = _PRINTF.fullmatch(text)
+    if printf.group(1):
+      return ("name", printf.group(1)[1:-1])
+    if printf.group(2):
+      return ("position", int(printf.group(2)[:-1]))
+  elif match.group("brace"):
+    field = re.split(r"[.:!\[]", text[1:-1])[0]
+    if field.isdigit():
+      return ("position", int(field) + 1)
+    if field:
+      return ("name", field)
+  else:   # shell
+    return ("name", text.strip("${}"))
+  plain[0] += 1
+  return ("position", plain[0])
+
+
+def _placeholder_keys(text: str) -> list[tuple]:
+  plain = [0]
+  return [_placeholder_key(m, plain) for m in _ANY_PLACEHOLDER.finditer(text)
+          if not m.group("percent")]
+
+
+def number_placeholders(source: str, target: str) -> tuple[str, str] | None:
+  """Placeholders -> <1>, <2>, ... numbered by first use in `source`, the
+  same argument getting the same number on both sides; '%%' -> '%'.
+  None when the two sides refer to different arguments."""
+  keys = _placeholder_keys(source)
+  if set(keys) != set(_placeholder_keys(target)):
+    return None
+  numbers = {key: i + 1 for i, key in enumerate(dict.fromkeys(keys))}
+
+  def replace(text: str) -> str:
+    plain = [0]
+    def token(match):
+      if match.group("percent"):
+        return "%"
+      return f"<{numbers[_placeholder_key(match, plain)]}>"
+    return _ANY_PLACEHOLDER.sub(token, text)
+
+  return replace(source), replace(target)
+
+
+def clean_side(text: str, placeholders_numbered: bool = False
+               ) -> tuple[str | None, str | None]:
+  """One side -> (clean text, None) or (None, reason dropped).
+  placeholders_numbered: `number_placeholders` already ran (so '100% of'
+  is text, not a printf '% o')."""
+  if not placeholders_numbered and _has_placeholder(text):
     return None, "placeholder"
   if _TAG.search(text):
     text = html.unescape(_TAG.sub("", text))
@@ -247,8 +311,12 @@ def clean_side(text: str) -> tuple[str | None, str | None]:
   return text, None
 
 
-def clean_pair(msgid: str, msgstr: str, max_words: int = MAX_WORDS):
-  """Raw catalog entry -> ((source, target), None) or (None, reason)."""
+def clean_pair(msgid: str, msgstr: str, max_words: int = MAX_WORDS,
+               placeholders: str = "drop"):
+  """Raw catalog entry -> ((source, target), None) or (None, reason).
+
+  placeholders: 'drop' pairs holding any, or 'keep' them as numbered tokens.
+  """
   if "\x04" in msgid:
     msgid = msgid.split("\x04", 1)[1]
   if "\x00" in msgid:
@@ -256,10 +324,16 @@ def clean_pair(msgid: str, msgstr: str, max_words: int = MAX_WORDS):
     msgstr = msgstr.split("\x00", 1)[0]
   if not msgid.strip() or not msgstr.strip():
     return None, "untranslated"
-  source, why = clean_side(msgid)
+  keep = placeholders == "keep"
+  if keep and (_has_placeholder(msgid) or _has_placeholder(msgstr)):
+    numbered = number_placeholders(msgid, msgstr)
+    if numbered is None:
+      return None, "placeholder_mismatch"
+    msgid, msgstr = numbered
+  source, why = clean_side(msgid, keep)
   if source is None:
     return None, why
-  target, why = clean_side(msgstr)
+  target, why = clean_side(msgstr, keep)
   if target is None:
     return None, why
   if source == target:
@@ -280,8 +354,10 @@ def split_of(source: str) -> str:
   return "train"
 
 
-def collect(language: str, roots: Sequence[str], max_words: int = MAX_WORDS):
+def collect(language: str, roots: Sequence[str], max_words: int = MAX_WORDS,
+            placeholders: str = "drop"):
   """-> ({split: [(source, target)] sorted}, report dict)."""
+  check_one_of("placeholders", placeholders, PLACEHOLDER_MODES)
   paths = find_catalogs(language, roots)
   dropped = collections.Counter()
   catalogs = []
@@ -297,7 +373,7 @@ def collect(language: str, roots: Sequence[str], max_words: int = MAX_WORDS):
     dropped["undecodable"] += failed
     kept = 0
     for msgid, msgstr in entries:
-      pair, why = clean_pair(msgid, msgstr, max_words)
+      pair, why = clean_pair(msgid, msgstr, max_words, placeholders)
       if pair is None:
         dropped[why] += 1
         continue
@@ -324,7 +400,7 @@ def collect(language: str, roots: Sequence[str], max_words: int = MAX_WORDS):
                 [c["path"] for c in catalogs if "error" not in c]),
             "dropped": dict(sorted(dropped.items())),
             "splits": {s: len(p) for s, p in splits.items()},
-            "max_words": max_words}
+            "max_words": max_words, "placeholders": placeholders}
   return splits, report
 
 
@@ -339,9 +415,11 @@ def fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
 # The TFDS builder.
 
 class GettextParallelConfig(tfds.core.BuilderConfig):
-  def __init__(self, *, language: str, **kwargs):
-    super().__init__(name=f"en_{language}", **kwargs)
+  def __init__(self, *, language: str, placeholders: str = "drop", **kwargs):
+    suffix = "_keep_placeholders" if placeholders == "keep" else ""
+    super().__init__(name=f"en_{language}{suffix}", **kwargs)
     self.language = language
+    self.placeholders = placeholders
 
 
 class GettextParallel(tfds.core.GeneratorBasedBuilder):
@@ -349,9 +427,11 @@ class GettextParallel(tfds.core.GeneratorBasedBuilder):
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Catalogs of the machine; cleaning as documented."}
-  BUILDER_CONFIGS = [GettextParallelConfig(language=lang,
-                                           description=f"English -> {lang}")
-                     for lang in LANGUAGES]
+  BUILDER_CONFIGS = [
+      GettextParallelConfig(language=lang, placeholders=mode, description=(
+          f"English -> {lang}" + (", placeholders as numbered tokens"
+                                  if mode == "keep" else "")))
+      for mode in PLACEHOLDER_MODES for lang in LANGUAGES]
 
   def __init__(self, *, roots: Sequence[str] | None = None,
                max_words: int = MAX_WORDS, **kwargs):
@@ -373,7 +453,8 @@ class GettextParallel(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # offline
     roots = self._roots or default_roots()
-    splits, report = collect(self.builder_config.language, roots, self._max_words)
+    splits, report = collect(self.builder_config.language, roots, self._max_words,
+                             self.builder_config.placeholders)
     if not splits["train"] or not splits["validation"] or not splits["test"]:
       raise ValueError(
           f"gettext_parallel/en_{self.builder_config.language}: found "
@@ -433,7 +514,7 @@ def load_pairs(name: str, split: str, *, data_dir: str | None = None,
                target_feature: str = "fr") -> list[tuple[str, str]]:
   """(source, target) texts of a split.
 
-  name: 'gettext_parallel[/en_fr|en_de|en_es]' (built on first use from
+  name: 'gettext_parallel[/en_fr|en_de|en_es|en_fr_keep_placeholders|...]' (built on first use from
   the catalogs under `roots`, default `default_roots()`), or a TFDS
   translation dataset such as 'wmt14_translate/fr-en' whose records hold
   the two languages under source_feature / target_feature (downloaded and

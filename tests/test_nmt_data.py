@@ -107,6 +107,30 @@ def test_cleaning_rules(msgid, msgstr, expected):
     assert pair is None and why == expected
 
 
+@pytest.mark.parametrize("msgid, msgstr, expected", [
+    ("Copy %1$s to %2$s", "Copier %2$s vers %1$s",
+     ("Copy <1> to <2>", "Copier <2> vers <1>")),
+    ("Cannot open %s: %s", "Impossible d'ouvrir %s : %s",
+     ("Cannot open <1>: <2>", "Impossible d'ouvrir <1> : <2>")),
+    ("File {0} in {1}", "Fichier {1} : {0}", ("File <1> in <2>", "Fichier <2> : <1>")),
+    ("{} of {}", "{} sur {}", ("<1> of <2>", "<1> sur <2>")),
+    ("100%% of %(name)s", "%(name)s à 100 %%", ("100% of <1>", "<1> à 100 %")),
+    ("Run $CMD or ${X}", "Lancez ${X} ou $CMD", ("Run <1> or <2>", "Lancez <2> ou <1>")),
+    ("Value %s", "Valeur %d", ("Value <1>", "Valeur <1>")),
+    ("Copy %s", "Copier", "placeholder_mismatch"),
+    ("Hello {user}", "Bonjour {name}", "placeholder_mismatch"),
+    ("%s", "%s", "no_letters"),
+    ("%s: %s", "%s: %s", "no_letters"),
+])
+def test_kept_placeholders_are_numbered_by_argument(msgid, msgstr, expected):
+  pair, why = gp.clean_pair(msgid, msgstr, placeholders="keep")
+  if isinstance(expected, tuple):
+    assert pair == expected and why is None
+  else:
+    assert pair is None and why == expected
+  assert gp.clean_pair(msgid, msgstr)[1] in ("placeholder", "no_letters")
+
+
 def test_collect_finds_cleans_dedupes_and_splits(catalogs):
   paths = gp.find_catalogs("fr", [catalogs])
   assert [os.path.basename(p) for p in paths] == ["pkg.mo", "app.mo"]  # path order
@@ -131,6 +155,14 @@ def test_collect_finds_cleans_dedupes_and_splits(catalogs):
   assert {c["charset"] for c in report["catalogs"]} == {"utf-8", "latin-1"}
   assert report["splits"] == {s: len(p) for s, p in splits.items()}
   assert gp.collect("fr", [catalogs])[0] == splits    # deterministic
+  kept, report = gp.collect("fr", [catalogs], placeholders="keep")
+  assert "placeholder" not in report["dropped"] and report["placeholders"] == "keep"
+  assert dict(p for s in kept.values() for p in s)["Cannot open <1>"] == \
+      "Impossible d'ouvrir <1>"
+  for split, pairs in splits.items():   # every other pair keeps its split
+    assert set(pairs) <= set(kept[split])
+  with pytest.raises(ValueError, match="placeholders"):
+    gp.collect("fr", [catalogs], placeholders="strip")
 
 
 def test_builder_round_trip_and_metadata(catalogs, tmp_path, monkeypatch):
@@ -139,6 +171,9 @@ def test_builder_round_trip_and_metadata(catalogs, tmp_path, monkeypatch):
   for split in gp.SPLITS:
     assert gp.load_pairs("gettext_parallel/en_fr", split,
                          data_dir=str(tmp_path)) == expected[split]
+  kept, _ = gp.collect("fr", [catalogs], placeholders="keep")
+  assert gp.load_pairs("gettext_parallel/en_fr_keep_placeholders", "train",
+                       data_dir=str(tmp_path)) == kept["train"]
   info = gp.describe("gettext_parallel", data_dir=str(tmp_path))
   assert info["num_catalogs"] == 2 and info["splits"]["train"] == len(expected["train"])
   with pytest.raises(ValueError, match="no config"):
