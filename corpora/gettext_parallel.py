@@ -224,8 +224,11 @@ _SHELL = re.compile(r"\$\{?\w")
 _TAG = re.compile(r"</?[A-Za-z][^<>]*>")
 _ACCEL_SUFFIX = re.compile(r"\s*\((?:_|&)\w\)")
 _LETTER = re.compile(r"[^\W\d_]")
+# Kept placeholders: printf without the ' ' flag, so that '50% of' and
+# '100 % de' are text, not the conversions '% o' and '% d'.
 _ANY_PLACEHOLDER = re.compile(
-    "(?P<percent>%%)|(?P<printf>" + _PRINTF.pattern + ")|(?P<brace>"
+    "(?P<percent>%%)|(?P<printf>" + _PRINTF.pattern.replace("[-+ #0']*", "[-+#0']*")
+    + ")|(?P<brace>"
     + _BRACE.pattern + r")|(?P<shell>\$\{\w+\}|\$\w+)")
 PLACEHOLDER_MODES = ("drop", "keep")
 
@@ -270,24 +273,52 @@ def _placeholder_keys(text: str) -> list[tuple]:
           if not m.group("percent")]
 
 
+def _numbers_by_first_use(text: str) -> dict[tuple, int]:
+  return {key: i + 1 for i, key in enumerate(dict.fromkeys(_placeholder_keys(text)))}
+
+
+def _tokens_for(text: str, numbers: dict[tuple, int],
+                originals: dict[int, str] | None = None) -> str:
+  """Each placeholder -> '<number of its argument>', '%%' -> '%'; records
+  the first placeholder string of each number in `originals`."""
+  plain = [0]
+  def token(match):
+    if match.group("percent"):
+      return "%"
+    number = numbers[_placeholder_key(match, plain)]
+    if originals is not None:
+      originals.setdefault(number, match.group())
+    return f"<{number}>"
+  return _ANY_PLACEHOLDER.sub(token, text)
+
+
 def number_placeholders(source: str, target: str) -> tuple[str, str] | None:
   """Placeholders -> <1>, <2>, ... numbered by first use in `source`, the
   same argument getting the same number on both sides; '%%' -> '%'.
   None when the two sides refer to different arguments."""
-  keys = _placeholder_keys(source)
-  if set(keys) != set(_placeholder_keys(target)):
+  if set(_placeholder_keys(source)) != set(_placeholder_keys(target)):
     return None
-  numbers = {key: i + 1 for i, key in enumerate(dict.fromkeys(keys))}
+  numbers = _numbers_by_first_use(source)
+  return _tokens_for(source, numbers), _tokens_for(target, numbers)
 
-  def replace(text: str) -> str:
-    plain = [0]
-    def token(match):
-      if match.group("percent"):
-        return "%"
-      return f"<{numbers[_placeholder_key(match, plain)]}>"
-    return _ANY_PLACEHOLDER.sub(token, text)
 
-  return replace(source), replace(target)
+def placeholders_to_tokens(text: str) -> tuple[str, dict[int, str]]:
+  """A message to translate with a *_keep_placeholders model -> (its
+  training form, {number: the placeholder it stands for}); undo on the
+  translation with `tokens_to_placeholders`."""
+  originals: dict[int, str] = {}
+  return _tokens_for(text, _numbers_by_first_use(text), originals), originals
+
+
+def tokens_to_placeholders(text: str, originals: dict[int, str],
+                           escape_percent: bool = False) -> str:
+  """'<k>' -> originals[k] (left as is when k is unknown). escape_percent:
+  the source was a printf format, so a literal '%' in the translation (the
+  corpus holds '%%' as '%') becomes '%%' again."""
+  if escape_percent:
+    text = text.replace("%", "%%")
+  return re.sub(r"<(\d+)>", lambda m: originals.get(int(m.group(1)), m.group()),
+                text)
 
 
 def clean_side(text: str, placeholders_numbered: bool = False

@@ -32,6 +32,7 @@ from absl import app, flags, logging
 
 import tasks as tasks_lib
 import train
+from corpora import gettext_parallel
 from experiments import launch
 from tasks import decoding
 from tasks import seq2seq as seq2seq_task
@@ -79,16 +80,43 @@ def load(workdir: str, step: int | None = None) -> Loaded:
   return Loaded(config, model, params, source_vocab, target_vocab, step)
 
 
+def _keeps_placeholders(config) -> bool:
+  """Trained on a corpus whose placeholders are numbered tokens <1>, <2>."""
+  return config.task == "nmt" and config.dataset.endswith("_keep_placeholders")
+
+
 def translate_lines(loaded: Loaded, lines, *, beam_size: int | None = None,
                     batch_size: int = 64) -> list[decoding.Translation]:
+  """With a *_keep_placeholders model, placeholders (%s, %1$s, {name}, $X)
+  go in as the tokens it was trained on and come back as themselves."""
   config = loaded.config
-  return decoding.translate_texts(
+  lines = [line.rstrip("\n") for line in lines]
+  originals = [{} for _ in lines]
+  if _keeps_placeholders(config):
+    prepared = [gettext_parallel.placeholders_to_tokens(line) for line in lines]
+    lines = [text for text, _ in prepared]
+    originals = [numbers for _, numbers in prepared]
+  results = decoding.translate_texts(
       loaded.model, loaded.params, loaded.source_vocab, loaded.target_vocab,
-      [line.rstrip("\n") for line in lines],
-      beam_size=beam_size or config.beam_size,
+      lines, beam_size=beam_size or config.beam_size,
       max_source_tokens=_max_source_tokens(config),
       max_decode_len=config.max_decode_len, alpha=config.length_alpha,
       batch_size=batch_size)
+  return [_restore_placeholders(r, numbers) if numbers else r
+          for r, numbers in zip(results, originals)]
+
+
+def _restore_placeholders(result: decoding.Translation,
+                          originals: dict[int, str]) -> decoding.Translation:
+  missing = [originals[k] for k in sorted(originals) if f"<{k}>" not in result.text]
+  note = result.note
+  if missing:
+    note += ("; " if note else "") + ("placeholders missing from the "
+                                      f"translation: {' '.join(missing)}")
+  escape = any(p.startswith("%") for p in originals.values())
+  return dataclasses.replace(
+      result, note=note,
+      text=gettext_parallel.tokens_to_placeholders(result.text, originals, escape))
 
 
 def evaluate_and_write(workdir: str, split: str = "test",

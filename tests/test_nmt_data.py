@@ -122,6 +122,7 @@ def _assert_cleaned(result, expected):
     ("100%% of %(name)s", "%(name)s à 100 %%", ("100% of <1>", "<1> à 100 %")),
     ("Run $CMD or ${X}", "Lancez ${X} ou $CMD", ("Run <1> or <2>", "Lancez <2> ou <1>")),
     ("Value %s", "Valeur %d", ("Value <1>", "Valeur <1>")),
+    ("50% of {n}", "50 % de {n}", ("50% of <1>", "50 % de <1>")),
     ("Copy %s", "Copier", "placeholder_mismatch"),
     ("Hello {user}", "Bonjour {name}", "placeholder_mismatch"),
     ("%s", "%s", "no_letters"),
@@ -259,3 +260,31 @@ def test_nmt_smoke_training_translate_and_bleu(catalogs, tmp_path, monkeypatch):
   assert (tmp_path / "by_length.png").stat().st_size > 1000
   with pytest.raises(ValueError, match="decode: .* not 'beam9'"):
     plot_bleu_by_length.plot(reports, "beam9", str(tmp_path / "x.png"))
+
+
+def test_translate_feeds_placeholders_as_tokens_and_restores_them(monkeypatch):
+  """A *_keep_placeholders model sees '<k>' and the user gets '%2$s' back;
+  the decoder is replaced by one that reverses the word order."""
+  seen = []
+
+  def reverse_words(model, params, source_vocab, target_vocab, texts, **kwargs):
+    del model, params, source_vocab, target_vocab, kwargs
+    seen.extend(texts)
+    return [translate.decoding.Translation(" ".join(t.split()[::-1]), [], 0.0, 0.0)
+            for t in texts]
+
+  monkeypatch.setattr(translate.decoding, "translate_texts", reverse_words)
+  config = nmt_config.get_config("encdec")
+  config.dataset = "gettext_parallel/en_fr_keep_placeholders"
+  loaded = translate.Loaded(config, None, None, None, None, 0)
+  lines = ["Copy %1$s to %2$s", "50% of {name}", "100%% of %s", "No placeholder", ""]
+  results = translate.translate_lines(loaded, lines)
+  assert seen == ["Copy <1> to <2>", "50% of <1>", "100% of <1>", "No placeholder", ""]
+  assert [r.text for r in results] == [
+      "%2$s to %1$s Copy", "{name} of 50%", "%s of 100%%", "placeholder No", ""]
+  assert not any(r.note for r in results)
+  config.dataset = "gettext_parallel/en_fr"        # trained without: as is
+  seen.clear()
+  assert translate.translate_lines(loaded, lines[:1])[0].text == "%2$s to %1$s Copy"
+  assert seen == lines[:1]
+  assert gp.tokens_to_placeholders("<1> et <3>", {1: "%s"}) == "%s et <3>"
