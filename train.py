@@ -7,6 +7,8 @@ Workdir layout:
   checkpoints/<step>/   orbax: train state, data iterator position, metadata
   metrics.jsonl         one JSON object per evaluation: step, split, metrics
   config.json           the config of the run (a resumed run must match it)
+  <task.run_files>      e.g. subwords.model: what the run was built from
+                        beyond its config (a resumed run must match it too)
   summary.json          final metrics, examples seen, wall time, hardware
   tensorboard/          event files (tensorboardX)
 
@@ -424,6 +426,22 @@ def restore_eval_params(workdir: str, like: TrainState, step: int | None = None,
   return restored["state"].eval_params(), int(step)
 
 
+def _check_run_files(workdir: str, task) -> None:
+  for name, contents in task.run_files.items():
+    path = os.path.join(workdir, name)
+    if os.path.exists(path):
+      with open(path, "rb") as f:
+        if f.read() != contents:
+          raise ValueError(
+              f"workdir {workdir}: its {name} differs from the one the task "
+              f"builds now (the corpus it is trained from changed since the run "
+              f"started); use a new --workdir")
+    else:
+      with open(path + ".tmp", "wb") as f:
+        f.write(contents)
+      os.replace(path + ".tmp", path)
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   """Trains config.task until a budget or the solved criterion; returns summary.
 
@@ -435,6 +453,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
   task = tasks_lib.build(config)
   os.makedirs(workdir, exist_ok=True)
   _check_resumed_config(workdir, config)
+  _check_run_files(workdir, task)
 
   tx = make_optimizer(config)
   schedule = make_schedule(config)  # for reporting the rate in use

@@ -21,7 +21,9 @@ The list of catalogs read, each one's charset, entry count and how many pairs
 it contributed, and the count dropped by every cleaning rule, are stored in
 the built dataset's metadata (`info.metadata['catalogs']`, `['dropped']`,
 `['splits']`) and printed by `describe()`; a later read warns when the
-catalogs on the machine no longer match the ones the corpus was built from.
+catalogs on the machine no longer match the ones the corpus was built from,
+and rebuilds a corpus that other code built (`building_code`: a changed
+cleaning rule takes effect on the next read).
 
 Cleaning, in order (a pair failing a rule is dropped and counted under
 that rule's name):
@@ -442,6 +444,16 @@ def fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
   return digest.hexdigest()
 
 
+def building_code() -> str:
+  """A hash of the code from '.mo files' to here (reading, finding,
+  cleaning, splitting) and the limits: a corpus built by other code is
+  rebuilt on its next read, so a changed rule never leaves a stale corpus."""
+  source = open(__file__, encoding="utf-8").read()
+  body = source[source.index("# .mo files."):source.index("# The TFDS builder.")]
+  limits = repr((MAX_WORDS, SPLIT_THRESHOLDS, LANGUAGES))
+  return hashlib.sha256((body + limits).encode("utf-8")).hexdigest()[:16]
+
+
 # ----------------------------------------------------------------------------
 # The TFDS builder.
 
@@ -493,6 +505,7 @@ class GettextParallel(tfds.core.GeneratorBasedBuilder):
           f"{report['splits']}; every split needs at least one pair. Set "
           f"${ENV_ROOTS} to directories holding <lang>/LC_MESSAGES/*.mo")
     report["fingerprints"] = {s: fingerprint(p) for s, p in splits.items()}
+    report["building_code"] = building_code()
     for key, value in report.items():
       self.info.metadata[key] = value
     return {split: self._generate_examples(pairs) for split, pairs in splits.items()}
@@ -527,6 +540,14 @@ def _read_verified(builder, split: str) -> list[tuple[str, str]]:
   if fingerprint(pairs) != builder.info.metadata["fingerprints"][split]:
     raise corpora.CorpusError("the pairs read back differ from those written")
   return pairs
+
+
+def _drop_if_built_by_other_code(builder) -> None:
+  if (builder.is_prepared()
+      and builder.info.metadata.get("building_code") != building_code()):
+    logging.warning("Corpus in %s was built by other cleaning code; rebuilding "
+                    "it.", builder.data_dir)
+    shutil.rmtree(builder.data_dir, ignore_errors=True)
 
 
 def builder_for(name: str, data_dir: str, roots=None) -> GettextParallel:
@@ -564,6 +585,7 @@ def load_pairs(name: str, split: str, *, data_dir: str | None = None,
                        f"keys {sorted(records[0]) if records else []}, not "
                        f"{source_feature!r} and {target_feature!r}") from None
   check_one_of("split", split, SPLITS)
+  _drop_if_built_by_other_code(builder_for(name, data_dir, roots))
   problem = None
   for attempt in (1, 2):
     builder = builder_for(name, data_dir, roots)
@@ -610,7 +632,9 @@ def describe(name: str = "gettext_parallel/en_fr", data_dir: str | None = None,
              roots=None) -> dict:
   """The build report: catalogs, per-catalog counts, drops, split sizes."""
   import corpora  # pylint: disable=g-import-not-at-top
-  builder = builder_for(name, corpora.resolve_data_dir(data_dir), roots)
+  data_dir = corpora.resolve_data_dir(data_dir)
+  _drop_if_built_by_other_code(builder_for(name, data_dir, roots))
+  builder = builder_for(name, data_dir, roots)
   if not builder.is_prepared():
     _prepare(builder)
   return {k: v for k, v in builder.info.metadata.items() if k != "fingerprints"}

@@ -5,7 +5,7 @@
   python -m experiments.translate --workdir=workdirs/nmt_attention --evaluate [--split=test]
 
 Reads WORKDIR/config.json, rebuilds the model and its vocabularies (nmt:
-the subword model, rebuilt from the corpus if missing), restores the latest
+WORKDIR/subwords.model, written by training), restores the latest
 (or --step) checkpoint (its moving average when the run kept one) and
 decodes each input line with beam search (--beam_size, default the config's;
 1 = greedy). One output line per input line, always: an empty input gives an
@@ -65,7 +65,7 @@ def load(workdir: str, step: int | None = None) -> Loaded:
     raise ValueError(f"workdir: {workdir} holds task {config.task!r}, not one "
                      f"of the seq2seq tasks {SEQ2SEQ_TASKS}")
   module = importlib.import_module(tasks_lib._TASKS[config.task])  # pylint: disable=protected-access
-  source_vocab, target_vocab = module.vocabularies(config)
+  source_vocab, target_vocab = module.vocabularies(config, workdir)
   model = seq2seq_task.build_model(config, source_vocab.size, target_vocab.size)
   dummy = seq2seq_task.make_batch([[3]], [[3]], 1, 2)
   params = seq2seq_task._init_params(  # pylint: disable=protected-access
@@ -133,6 +133,7 @@ def evaluate_and_write(workdir: str, split: str = "test",
     raise ValueError(f"split: expected 'test' or 'valid', got {split!r}")
   beams = sorted({1, int(loaded.config.beam_size)})
   report = nmt.bleu_report(loaded.config, loaded.model, loaded.params,
+                           loaded.source_vocab,
                            split_key=key, beam_sizes=beams,
                            max_sentences=loaded.config.get("bleu_max_sentences", 0))
   report["step"] = loaded.step

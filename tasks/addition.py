@@ -88,7 +88,7 @@ def build(config) -> seq2seq.Seq2seqTask:
   return seq2seq.generated_task(config, VOCAB, train, evals)
 
 
-def vocabularies(config):
+def vocabularies(config, workdir: str | None = None):
   """(source, target) vocabularies, without building the data."""
-  del config
+  del config, workdir
   return VOCAB, VOCAB

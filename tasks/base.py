@@ -42,6 +42,10 @@ class Task:
       called with carry= and returns (outputs, new_carry); the loop keeps the
       carry in the train state (gradients stop at batch boundaries) and
       carries it through each eval split in order. None: no carry.
+    run_files: {file name: contents} the run depends on beyond its config,
+      such as a subword vocabulary trained from the corpus. The loop writes
+      them to WORKDIR on the first run and refuses to resume when the task
+      builds different contents (the corpus changed under the run).
   """
   model: nn.Module
   loss: Callable[[jax.Array, Batch], tuple[jax.Array, Sums]]
@@ -52,6 +56,7 @@ class Task:
   solved_split: str = "valid"
   examples_in: Callable[[Batch], int] = lambda batch: len(batch["inputs"])
   initial_carry: Callable[[int], Any] | None = None
+  run_files: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
 
   def carry_for(self, batch: Batch):
     """The carry to start `batch` from ((), for tasks without one)."""

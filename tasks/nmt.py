@@ -18,8 +18,11 @@ in words (Bahdanau et al. 2015, figure 2).
 from __future__ import annotations
 
 import functools
+import os
 import time
 from typing import Sequence
+
+from absl import logging
 
 from corpora import gettext_parallel
 from corpora import subwords
@@ -53,7 +56,21 @@ def load_pairs(config, split_key: str) -> list[tuple[str, str]]:
   return pairs[:cap] if cap else pairs
 
 
-def vocabulary(config) -> subwords.SubwordVocabulary:
+SUBWORDS_FILE = "subwords.model"   # a run's vocabulary, kept in its workdir
+
+
+def vocabulary(config, workdir: str | None = None) -> subwords.SubwordVocabulary:
+  """The run's vocabulary: WORKDIR/subwords.model when the workdir has one
+  (written by training), else the one trained on the corpus's training pairs
+  (trained on first use and cached by their hash)."""
+  if workdir is not None:
+    path = os.path.join(workdir, SUBWORDS_FILE)
+    if os.path.exists(path):
+      return subwords.SubwordVocabulary.load(path)
+    logging.warning(
+        "%s has no %s (a run from before runs kept their vocabulary): using the "
+        "vocabulary of the corpus as it is now, which is the run's only if the "
+        "corpus has not changed since", workdir, SUBWORDS_FILE)
   import corpora  # pylint: disable=g-import-not-at-top
   return subwords.load_or_train(load_pairs(config, "train_split"),
                                 config.vocab_size,
@@ -94,7 +111,8 @@ def build(config) -> seq2seq.Seq2seqTask:
       solved=seq2seq.sequence_solved(config.solved_accuracy),
       train_batches=seq2seq.BucketedBatches(train_ids, config.batch_size,
                                             limits, config.seed),
-      eval_splits=evals, source_vocab=vocab, target_vocab=vocab)
+      eval_splits=evals, source_vocab=vocab, target_vocab=vocab,
+      run_files={SUBWORDS_FILE: vocab.model_proto})
 
 
 # ----------------------------------------------------------------------------
@@ -135,12 +153,12 @@ def scores_by_length(sources, hypotheses, references, buckets=LENGTH_BUCKETS):
   return rows
 
 
-def bleu_report(config, model, params, *, split_key: str = "test_split",
+def bleu_report(config, model, params, vocab, *, split_key: str = "test_split",
                 beam_sizes: Sequence[int] = (1, 5), batch_size: int = 64,
                 max_sentences: int = 0) -> dict:
   """Decodes a split greedily (beam 1) and with each larger beam; BLEU,
-  chrF and BLEU by source length for each. Hypotheses are included."""
-  vocab = vocabulary(config)
+  chrF and BLEU by source length for each. Hypotheses are included.
+  vocab: the model's (joint) subword vocabulary."""
   pairs = load_pairs(config, split_key)
   if max_sentences:
     pairs = pairs[:max_sentences]
@@ -164,7 +182,8 @@ def bleu_report(config, model, params, *, split_key: str = "test_split",
   return report
 
 
-def vocabularies(config):
-  """(source, target) vocabularies (one joint subword vocabulary)."""
-  vocab = vocabulary(config)
+def vocabularies(config, workdir: str | None = None):
+  """(source, target) vocabularies (one joint subword vocabulary), the
+  workdir's own when it has one."""
+  vocab = vocabulary(config, workdir)
   return vocab, vocab

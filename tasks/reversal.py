@@ -67,7 +67,8 @@ def build(config) -> seq2seq.Seq2seqTask:
   return seq2seq.generated_task(config, vocab, train, evals, buckets)
 
 
-def vocabularies(config):
+def vocabularies(config, workdir: str | None = None):
   """(source, target) vocabularies, without building the data."""
+  del workdir
   vocab = vocabulary(config.num_symbols)
   return vocab, vocab

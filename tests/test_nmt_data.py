@@ -4,6 +4,7 @@ BLEU, and an NMT smoke run on fixture catalogs written in tmp."""
 import json
 import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -176,6 +177,14 @@ def test_builder_round_trip_and_metadata(catalogs, tmp_path, monkeypatch):
   kept, _ = gp.collect("fr", [catalogs], placeholders="keep")
   assert gp.load_pairs("gettext_parallel/en_fr_keep_placeholders", "train",
                        data_dir=str(tmp_path)) == kept["train"]
+  # A corpus built by other cleaning code is rebuilt on its next read.
+  builder = gp.builder_for("gettext_parallel/en_fr", str(tmp_path))
+  assert builder.info.metadata["building_code"] == gp.building_code()
+  monkeypatch.setattr(gp, "building_code", lambda: "other code")
+  assert gp.load_pairs("gettext_parallel/en_fr", "test",
+                       data_dir=str(tmp_path)) == expected["test"]
+  assert gp.builder_for("gettext_parallel/en_fr", str(tmp_path)
+                        ).info.metadata["building_code"] == "other code"
   info = gp.describe("gettext_parallel", data_dir=str(tmp_path))
   assert info["num_catalogs"] == 2 and info["splits"]["train"] == len(expected["train"])
   with pytest.raises(ValueError, match="no config"):
@@ -232,6 +241,8 @@ def test_nmt_smoke_training_translate_and_bleu(catalogs, tmp_path, monkeypatch):
   workdir = tmp_path / "run"
   summary = train.train_and_evaluate(config, str(workdir))
   assert summary["step"] == 6
+  vocab = nmt.vocabulary(config)
+  assert (workdir / nmt.SUBWORDS_FILE).read_bytes() == vocab.model_proto
   assert summary["metrics"]["test"]["sequences"] > 0
   report = translate.evaluate_and_write(str(workdir))
   saved = json.loads((workdir / "bleu_test.json").read_text())
@@ -239,7 +250,10 @@ def test_nmt_smoke_training_translate_and_bleu(catalogs, tmp_path, monkeypatch):
   assert saved["decodes"]["greedy"]["sentences"] == report["sentences"]
   hyps = (workdir / "hypotheses_test_greedy.txt").read_text().splitlines()
   assert len(hyps) == report["sentences"]
+  shutil.rmtree(tmp_path / "data" / "subwords")  # the run's own copy is read
   loaded = translate.load(str(workdir))
+  assert loaded.source_vocab.model_proto == vocab.model_proto
+  assert not (tmp_path / "data" / "subwords").exists()
   lines = ["Open the new file", "", "   ", "Open ☃ the file",
            " ".join(["open the file"] * 20)]
   results = translate.translate_lines(loaded, lines)

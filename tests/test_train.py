@@ -1,5 +1,6 @@
 """The generic loop: smoke runs per task, resume, budgets, clear failures."""
 
+import dataclasses
 import json
 import os
 import signal
@@ -126,6 +127,24 @@ def test_changed_config_on_resume_is_an_error(tmp_path):
   config.num_train_steps = 30
   with pytest.raises(ValueError, match=r"num_train_steps: 20 -> 30"):
     train.train_and_evaluate(config, str(tmp_path / "cosine"))
+
+
+def test_changed_run_files_on_resume_is_an_error(tmp_path, monkeypatch):
+  """A task's run_files (e.g. nmt's subword vocabulary) go to the workdir;
+  resuming with other contents (the corpus changed) is refused."""
+  build, contents = train.tasks_lib.build, [b"vocabulary 1"]
+  monkeypatch.setattr(train.tasks_lib, "build", lambda config: dataclasses.replace(
+      build(config), run_files={"vocab.model": contents[0]}))
+  config = CONFIGS["adding"]()
+  train.train_and_evaluate(config, str(tmp_path))
+  assert (tmp_path / "vocab.model").read_bytes() == b"vocabulary 1"
+  config.num_train_steps = 30
+  assert train.train_and_evaluate(config, str(tmp_path))["step"] == 30
+  contents[0] = b"vocabulary 2"
+  config.num_train_steps = 40
+  with pytest.raises(ValueError, match="vocab.model differs from the one the task builds"):
+    train.train_and_evaluate(config, str(tmp_path))
+  assert (tmp_path / "vocab.model").read_bytes() == b"vocabulary 1"
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path):
