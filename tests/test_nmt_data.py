@@ -220,6 +220,14 @@ def test_bleu_and_bleu_by_length():
                               refs, refs)
   assert [r["words"] for r in rows] == ["1-2", "10-14"]
   assert rows[0]["sentences"] == 2
+  # A kept placeholder counts as one word in BLEU (13a would make '<1>' three).
+  import sacrebleu  # pylint: disable=g-import-not-at-top
+  refs = ["Impossible d'ouvrir « <1> » : <2>", "Copier <1> vers <2>"]
+  hyps = ["Impossible de lire « <1> » : <2>", "Copier <2> vers <1>"]
+  as_words = lambda texts: [re.sub(r"<(\d)>", r"W\1", t) for t in texts]
+  expected = sacrebleu.corpus_bleu(as_words(hyps), [as_words(refs)]).score
+  assert nmt.corpus_scores(hyps, refs)["bleu"] == pytest.approx(expected, abs=0.01)
+  assert expected < sacrebleu.corpus_bleu(hyps, [refs]).score - 10
 
 
 def test_nmt_smoke_training_translate_and_bleu(catalogs, tmp_path, monkeypatch):
