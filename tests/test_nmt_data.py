@@ -310,3 +310,27 @@ def test_translate_feeds_placeholders_as_tokens_and_restores_them(monkeypatch):
   assert translate.translate_lines(loaded, lines[:1])[0].text == "%2$s to %1$s Copy"
   assert seen == lines[:1]
   assert gp.tokens_to_placeholders("<1> et <3>", {1: "%s"}) == "%s et <3>"
+
+
+def test_length_robustness_against_sacrebleu_and_a_perfect_run():
+  from experiments import plot_bleu_by_length as pbl  # pylint: disable=g-import-not-at-top
+  import sacrebleu  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  words = [f"w{i}" for i in range(40)]
+  sentence = lambda n: " ".join(rng.choice(words, n))
+  sources = [sentence(4) for _ in range(30)] + [sentence(12) for _ in range(20)]
+  refs = [sentence(len(s.split())) for s in sources]
+  half_wrong = [r if i < 30 else " ".join(r.split()[:6] + ["x"] * 6)
+                for i, r in enumerate(refs)]
+  result = pbl.length_robustness(sources, {"base": half_wrong, "perfect": refs},
+                                 refs, short=(3, 9), long=(10, 50), samples=50)
+  base, perfect = result["runs"]
+  assert (result["short"], result["long"]) == (30, 20)
+  assert base["bleu_short"] == pytest.approx(100.0)
+  assert base["bleu_long"] == pytest.approx(
+      sacrebleu.corpus_bleu(half_wrong[30:], [refs[30:]]).score)
+  assert perfect["kept"] == (1.0, 1.0, 1.0) and base["growth"] is None
+  assert perfect["growth"][0] == pytest.approx(100.0 / base["bleu_long"], rel=0.2)
+  assert "| perfect | 100.0 | 100.0 | 1.00 [1.00, 1.00] |" in pbl.robustness_markdown(result)
+  with pytest.raises(ValueError, match="must both hold sources"):
+    pbl.length_robustness(sources, {"base": refs}, refs, long=(20, 50), samples=5)
