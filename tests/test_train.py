@@ -115,36 +115,31 @@ def test_example_budget_and_solved_stop(tmp_path):
   assert summary["solved"] and summary["step"] == 10
 
 
-def test_changed_config_on_resume_is_an_error(tmp_path):
-  config = CONFIGS["adding"]()
-  train.train_and_evaluate(config, str(tmp_path))
-  config.hidden_size = 16
-  with pytest.raises(ValueError, match=r"different config \(hidden_size: 8 -> 16\)"):
-    train.train_and_evaluate(config, str(tmp_path))
-  # The step budget may grow, unless it is the cosine schedule's horizon.
-  config.hidden_size, config.lr_decay_steps = 8, 0
-  train.train_and_evaluate(config, str(tmp_path / "cosine"))
-  config.num_train_steps = 30
-  with pytest.raises(ValueError, match=r"num_train_steps: 20 -> 30"):
-    train.train_and_evaluate(config, str(tmp_path / "cosine"))
-
-
-def test_changed_run_files_on_resume_is_an_error(tmp_path, monkeypatch):
-  """A task's run_files (e.g. nmt's subword vocabulary) go to the workdir;
-  resuming with other contents (the corpus changed) is refused."""
+def test_changed_config_or_run_files_on_resume_is_an_error(tmp_path, monkeypatch):
+  # A task's run_files (e.g. nmt's subword vocabulary) go to the workdir;
+  # resuming with other contents (the corpus changed) is refused.
   build, contents = train.tasks_lib.build, [b"vocabulary 1"]
   monkeypatch.setattr(train.tasks_lib, "build", lambda config: dataclasses.replace(
       build(config), run_files={"vocab.model": contents[0]}))
   config = CONFIGS["adding"]()
   train.train_and_evaluate(config, str(tmp_path))
   assert (tmp_path / "vocab.model").read_bytes() == b"vocabulary 1"
-  config.num_train_steps = 30
-  assert train.train_and_evaluate(config, str(tmp_path))["step"] == 30
+  config.hidden_size = 16
+  with pytest.raises(ValueError, match=r"different config \(hidden_size: 8 -> 16\)"):
+    train.train_and_evaluate(config, str(tmp_path))
+  config.hidden_size = 8
+  assert train.train_and_evaluate(config, str(tmp_path))["step"] == 20  # resumes
   contents[0] = b"vocabulary 2"
-  config.num_train_steps = 40
   with pytest.raises(ValueError, match="vocab.model differs from the one the task builds"):
     train.train_and_evaluate(config, str(tmp_path))
   assert (tmp_path / "vocab.model").read_bytes() == b"vocabulary 1"
+  contents[0] = b"vocabulary 1"
+  # The step budget may grow, unless it is the cosine schedule's horizon.
+  config.hidden_size, config.lr_decay_steps = 8, 0
+  train.train_and_evaluate(config, str(tmp_path / "cosine"))
+  config.num_train_steps = 30
+  with pytest.raises(ValueError, match=r"num_train_steps: 20 -> 30"):
+    train.train_and_evaluate(config, str(tmp_path / "cosine"))
 
 
 def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path):
