@@ -233,6 +233,7 @@ _ANY_PLACEHOLDER = re.compile(
     + ")|(?P<brace>"
     + _BRACE.pattern + r")|(?P<shell>\$\{\w+\}|\$\w+)")
 PLACEHOLDER_MODES = ("drop", "keep")
+PLACEHOLDER_TOKEN = re.compile(r"<(\d+)>")   # what a kept placeholder becomes
 
 
 def _has_placeholder(text: str) -> bool:
@@ -319,8 +320,8 @@ def tokens_to_placeholders(text: str, originals: dict[int, str],
   corpus holds '%%' as '%') becomes '%%' again."""
   if escape_percent:
     text = text.replace("%", "%%")
-  return re.sub(r"<(\d+)>", lambda m: originals.get(int(m.group(1)), m.group()),
-                text)
+  return PLACEHOLDER_TOKEN.sub(
+      lambda m: originals.get(int(m.group(1)), m.group()), text)
 
 
 def clean_side(text: str, placeholders_numbered: bool = False
@@ -542,12 +543,16 @@ def _read_verified(builder, split: str) -> list[tuple[str, str]]:
   return pairs
 
 
-def _drop_if_built_by_other_code(builder) -> None:
+def _current_builder(name: str, data_dir: str, roots=None) -> GettextParallel:
+  """builder_for, after deleting a corpus that other code built."""
+  builder = builder_for(name, data_dir, roots)
   if (builder.is_prepared()
       and builder.info.metadata.get("building_code") != building_code()):
     logging.warning("Corpus in %s was built by other cleaning code; rebuilding "
                     "it.", builder.data_dir)
     shutil.rmtree(builder.data_dir, ignore_errors=True)
+    builder = builder_for(name, data_dir, roots)
+  return builder
 
 
 def builder_for(name: str, data_dir: str, roots=None) -> GettextParallel:
@@ -585,10 +590,9 @@ def load_pairs(name: str, split: str, *, data_dir: str | None = None,
                        f"keys {sorted(records[0]) if records else []}, not "
                        f"{source_feature!r} and {target_feature!r}") from None
   check_one_of("split", split, SPLITS)
-  _drop_if_built_by_other_code(builder_for(name, data_dir, roots))
   problem = None
   for attempt in (1, 2):
-    builder = builder_for(name, data_dir, roots)
+    builder = _current_builder(name, data_dir, roots)
     try:
       if not builder.is_prepared():
         _prepare(builder)
@@ -632,9 +636,7 @@ def describe(name: str = "gettext_parallel/en_fr", data_dir: str | None = None,
              roots=None) -> dict:
   """The build report: catalogs, per-catalog counts, drops, split sizes."""
   import corpora  # pylint: disable=g-import-not-at-top
-  data_dir = corpora.resolve_data_dir(data_dir)
-  _drop_if_built_by_other_code(builder_for(name, data_dir, roots))
-  builder = builder_for(name, data_dir, roots)
+  builder = _current_builder(name, corpora.resolve_data_dir(data_dir), roots)
   if not builder.is_prepared():
     _prepare(builder)
   return {k: v for k, v in builder.info.metadata.items() if k != "fingerprints"}

@@ -103,20 +103,18 @@ def plot(reports: list[dict], decode: str, out: str) -> None:
   fig.savefig(out, dpi=110)
 
 
-def _sentence_stats(hypotheses, references) -> np.ndarray:
+def _sentence_stats(bleu, hypotheses, references) -> np.ndarray:
   """[N, 2 + 2 * 4] sacrebleu's BLEU statistics of each sentence (lengths,
   n-gram matches and totals; a placeholder <k> as one word, as in nmt)."""
   from tasks import nmt  # pylint: disable=g-import-not-at-top
-  bleu = nmt._sacrebleu().metrics.BLEU()  # pylint: disable=protected-access
   hyps = nmt._placeholders_as_words(hypotheses)  # pylint: disable=protected-access
   refs = nmt._placeholders_as_words(references)  # pylint: disable=protected-access
   return np.array([bleu._extract_corpus_statistics([h], [[r]])[0]  # pylint: disable=protected-access
                    for h, r in zip(hyps, refs)], dtype=np.int64)
 
 
-def _bleu(stats: np.ndarray) -> float:
-  from tasks import nmt  # pylint: disable=g-import-not-at-top
-  bleu = nmt._sacrebleu().metrics.BLEU()  # pylint: disable=protected-access
+def _bleu(bleu, stats: np.ndarray) -> float:
+  """Corpus BLEU of the sentences whose statistics are the rows of stats."""
   return bleu._compute_score_from_stats(list(stats.sum(0))).score  # pylint: disable=protected-access
 
 
@@ -135,12 +133,15 @@ def length_robustness(sources, hypotheses: dict, references, short=(3, 9),
   if not all(len(g) for g in groups):
     raise ValueError(f"short/long words: {short} and {long} must both hold "
                      f"sources; they hold {[len(g) for g in groups]}")
-  stats = {label: _sentence_stats(h, references) for label, h in hypotheses.items()}
+  from tasks import nmt  # pylint: disable=g-import-not-at-top
+  bleu = nmt._sacrebleu().metrics.BLEU()  # pylint: disable=protected-access
+  stats = {label: _sentence_stats(bleu, h, references)
+           for label, h in hypotheses.items()}
   rng = np.random.default_rng(seed)
   draws = [[rng.choice(g, len(g)) for g in groups] for _ in range(samples)]
 
   def kept(label, picks):
-    scores = [_bleu(stats[label][p]) for p in picks]
+    scores = [_bleu(bleu, stats[label][p]) for p in picks]
     return scores[1] / scores[0] if scores[0] > 0 else float("nan")
 
   interval = lambda values: tuple(float(v) for v in np.nanpercentile(values, [50, 2.5, 97.5]))
@@ -150,8 +151,8 @@ def length_robustness(sources, hypotheses: dict, references, short=(3, 9),
   for label in hypotheses:
     sample = [kept(label, picks) for picks in draws]
     runs.append({
-        "label": label, "bleu_short": _bleu(stats[label][groups[0]]),
-        "bleu_long": _bleu(stats[label][groups[1]]), "kept": interval(sample),
+        "label": label, "bleu_short": _bleu(bleu, stats[label][groups[0]]),
+        "bleu_long": _bleu(bleu, stats[label][groups[1]]), "kept": interval(sample),
         "growth": None if label == baseline else interval(
             np.array(sample) / np.array(base_kept))})
   return {"short": len(groups[0]), "long": len(groups[1]), "short_words": short,
@@ -173,11 +174,16 @@ def robustness_markdown(result: dict) -> str:
   return "\n".join(lines)
 
 
-def _words_range(spec: str) -> tuple[int, int]:
-  low, sep, high = spec.partition("-")
-  if not (sep and low.isdigit() and high.isdigit() and 0 < int(low) <= int(high)):
-    raise ValueError(f"expected a word range such as '3-9', got {spec!r}")
-  return int(low), int(high)
+def _words_range(flag: str, spec: str) -> tuple[int, int]:
+  """'3-9' -> (3, 9), parsed as one seq2seq length bucket."""
+  from tasks import seq2seq  # pylint: disable=g-import-not-at-top
+  try:
+    ranges = seq2seq.parse_length_buckets(spec)
+  except ValueError:
+    ranges = ()
+  if len(ranges) != 1:
+    raise ValueError(f"--{flag}: expected one word range such as '3-9', got {spec!r}")
+  return ranges[0]
 
 
 def robustness_of(workdirs, reports, split: str, decode: str, **kwargs) -> dict:
@@ -208,8 +214,9 @@ def main(argv):
   print(markdown(reports))
   if f.bootstrap:
     result = robustness_of(f.workdirs, reports, f.split, f.decode,
-                           short=_words_range(f.short_words),
-                           long=_words_range(f.long_words), samples=f.bootstrap)
+                           short=_words_range("short_words", f.short_words),
+                           long=_words_range("long_words", f.long_words),
+                           samples=f.bootstrap)
     print(f"\nRobustness to length ({f.decode}, {f.bootstrap} bootstrap resamples):\n")
     print(robustness_markdown(result))
   print(f"\nwrote {f.out}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import time
 from typing import Sequence
 
@@ -128,14 +127,11 @@ def _sacrebleu():
   return sacrebleu
 
 
-_PLACEHOLDER_TOKEN = re.compile(r"<(\d+)>")
-
-
 def _placeholders_as_words(texts: Sequence[str]) -> list[str]:
   """'<2>' -> '⟨2⟩': 13a tokenisation splits '<2>' into three tokens, so
   every kept placeholder (the *_keep_placeholders corpora) would add easy
   n-gram matches; as one token it counts like the word it stands for."""
-  return [_PLACEHOLDER_TOKEN.sub(r"⟨\1⟩", text) for text in texts]
+  return [gettext_parallel.PLACEHOLDER_TOKEN.sub(r"⟨\1⟩", text) for text in texts]
 
 
 def corpus_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict:
