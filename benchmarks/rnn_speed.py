@@ -14,10 +14,18 @@ than the peer) and its throughput as a fraction of this machine's GEMM peak
 
 PyTorch peers run only when torch is importable (`pip install -r
 requirements-bench.txt`); torch uses the same number of threads as cores.
+
+Columns: the median time per call; its fraction of the GEMM peak; the ratio
+of medians (ours / this: above 1 means ours is faster); the paired ratio
+(the median over rounds of this round's ours / this, which cancels drifts of
+the machine's speed between rounds); and, for JAX implementations, the
+working memory XLA plans for one call (temporary buffers + outputs, from the
+compiled program's memory analysis; parameters and inputs are not counted).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from typing import Callable
@@ -48,8 +56,24 @@ def _block(x):
   return jax.tree_util.tree_map(lambda a: a.block_until_ready(), x)
 
 
+@dataclasses.dataclass
+class Impl:
+  """One implementation to time: `run()` makes one call and waits for it."""
+  run: Callable[[], object]
+  memory_bytes: int | None = None  # XLA temporaries + outputs, if known
+
+
+def _compiled(fn, *args) -> Impl:
+  """Compiles jitted `fn` for `args` once; reports XLA's planned memory."""
+  compiled = fn.lower(*args).compile()
+  analysis = compiled.memory_analysis()
+  memory = None if analysis is None else (analysis.temp_size_in_bytes +
+                                          analysis.output_size_in_bytes)
+  return Impl(lambda: _block(compiled(*args)), memory)
+
+
 def ours(cell_name: str, shape, mode: str, layout: str = "single",
-         chains: int = 1) -> Callable[[], object]:
+         chains: int = 1) -> Impl:
   batch, steps, inputs, hidden = shape
   cell = cells.get_cell(cell_name)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
@@ -69,7 +93,7 @@ def ours(cell_name: str, shape, mode: str, layout: str = "single",
   def loss(p, x):
     return jnp.sum(apply(p, x))
   fn = jax.jit(jax.grad(loss, argnums=(0, 1)) if mode == "train" else apply)
-  return lambda: _block(fn(params, xs))
+  return _compiled(fn, params, xs)
 
 
 _FLAX_CELLS = {"lstm": nn.LSTMCell, "lstm_optimized": nn.OptimizedLSTMCell,
@@ -92,7 +116,7 @@ class _FlaxStack(nn.Module):
 
 
 def flax_rnn(flax_cell: str, shape, mode: str,
-             layout: str = "single") -> Callable[[], object]:
+             layout: str = "single") -> Impl:
   batch, steps, inputs, hidden = shape
   layer = _FlaxStack(flax_cell, hidden, layout)
   xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, inputs))
@@ -102,11 +126,11 @@ def flax_rnn(flax_cell: str, shape, mode: str,
     return jnp.sum(layer.apply(p, x))
   fn = jax.jit(jax.grad(loss, argnums=(0, 1)) if mode == "train" else
                (lambda p, x: layer.apply(p, x)))
-  return lambda: _block(fn(params, xs))
+  return _compiled(fn, params, xs)
 
 
 def torch_rnn(cell_name: str, shape, mode: str,
-              layout: str = "single") -> Callable[[], object]:
+              layout: str = "single") -> Impl:
   import torch  # pylint: disable=g-import-not-at-top
   batch, steps, inputs, hidden = shape
   module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell_name](
@@ -122,7 +146,7 @@ def torch_rnn(cell_name: str, shape, mode: str,
     else:
       with torch.no_grad():
         module(xs)
-  return run
+  return Impl(run)
 
 
 def gemm_peak_flops() -> float:
@@ -151,9 +175,10 @@ def model_flops(cell_name: str, shape, mode: str, layout: str = "single") -> flo
 
 
 def time_interleaved(impls: dict[str, Callable[[], object]], rounds: int,
-                     calls: int) -> dict[str, float]:
-  """Median seconds per call for each implementation, interleaved by round."""
-  for fn in impls.values():  # compile and warm up
+                     calls: int) -> dict[str, list[float]]:
+  """Seconds per call of each implementation in each round; every round
+  times every implementation once (`calls` calls), in turn."""
+  for fn in impls.values():  # warm up
     fn()
     fn()
   samples = {name: [] for name in impls}
@@ -163,7 +188,12 @@ def time_interleaved(impls: dict[str, Callable[[], object]], rounds: int,
       for _ in range(calls):
         fn()
       samples[name].append((time.perf_counter() - start) / calls)
-  return {name: statistics.median(s) for name, s in samples.items()}
+  return samples
+
+
+def paired_ratio(ours_samples: list[float], other: list[float]) -> float:
+  """Median over rounds of other / ours (above 1: ours is faster)."""
+  return statistics.median(o / a for a, o in zip(ours_samples, other))
 
 
 def main(argv):
@@ -179,8 +209,8 @@ def main(argv):
   print(f"device: {jax.devices()[0].device_kind}; GEMM peak here: "
         f"{peak / 1e9:.0f} GFLOP/s; torch: {'yes' if have_torch else 'no'}")
   print("| cell | layout | shape | mode | implementation | ms/call | "
-        "% GEMM peak | ours / this |")
-  print("|---|---|---|---|---|---|---|---|")
+        "% GEMM peak | ours / this | paired | XLA memory MB |")
+  print("|---|---|---|---|---|---|---|---|---|---|")
   for cell_name in flags.FLAGS.cells:
     for layout in flags.FLAGS.layouts:
       for shape_name in flags.FLAGS.shapes:
@@ -196,13 +226,18 @@ def main(argv):
             impls[f"flax {flax_name}"] = flax_rnn(flax_name, shape, mode, layout)
           if have_torch:
             impls["torch"] = torch_rnn(cell_name, shape, mode, layout)
-          medians = time_interleaved(impls, flags.FLAGS.rounds,
-                                     flags.FLAGS.calls)
+          samples = time_interleaved({k: v.run for k, v in impls.items()},
+                                     flags.FLAGS.rounds, flags.FLAGS.calls)
+          medians = {k: statistics.median(v) for k, v in samples.items()}
           flops = model_flops(cell_name, shape, mode, layout)
           for name, seconds in medians.items():
+            memory = impls[name].memory_bytes
+            memory = "" if memory is None else f"{memory / 2**20:.1f}"
             print(f"| {cell_name} | {layout} | {shape_name} | {mode} | {name} | "
                   f"{seconds * 1e3:.2f} | {100 * flops / seconds / peak:.0f}% | "
-                  f"{seconds / medians['ours']:.2f}x |", flush=True)
+                  f"{seconds / medians['ours']:.2f}x | "
+                  f"{paired_ratio(samples['ours'], samples[name]):.2f}x | "
+                  f"{memory} |", flush=True)
 
 
 if __name__ == "__main__":
