@@ -136,7 +136,8 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
     reverse: run each sequence from its last real step to its first.
     initial_state: optional state (e.g. LSTMState(h [B, H], c [B, H])); zeros
       by default.
-    unroll: steps per scan iteration, passed to `lax.scan`.
+    unroll: steps per scan iteration, passed to `lax.scan` (the fused LSTM
+      and GRU take at least 2 in a forward pass that is not differentiated).
     implementation: 'auto' uses the hand-differentiated recurrences of
       `models.fused` for the LSTM and the reset_after GRU (cells named 'lstm'
       and 'gru'); 'scan' forces the generic scan of `cell.step`,
