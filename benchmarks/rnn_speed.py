@@ -7,9 +7,9 @@ Shapes (float32): small B=32 T=100 I=128 H=256; big B=64 T=200 I=512 H=512.
 "train" is forward + backward through time (grads of sum(ys) w.r.t. params
 and inputs); "forward" is the forward pass alone. Implementations are timed
 in interleaved rounds (each round times every implementation once, a few
-calls each) and the medians over rounds are reported, with each
-implementation's ratio to the peers measured in the same run (>1 = faster
-than the peer) and its throughput as a fraction of this machine's GEMM peak
+calls each, after one untimed call: `--warmup_calls`) and the medians over
+rounds are reported, with each implementation's ratio to the peers measured
+in the same run (>1 = faster than the peer) and its throughput as a fraction of this machine's GEMM peak
 (a large float32 matmul measured here).
 
 PyTorch peers run only when torch is importable (`pip install -r
@@ -42,7 +42,10 @@ flags.DEFINE_list("cells", ["lstm", "gru"], "Cells to time.")
 flags.DEFINE_list("shapes", ["small", "big"], "Shapes to time.")
 flags.DEFINE_list("modes", ["train", "forward"], "train and/or forward.")
 flags.DEFINE_integer("rounds", 7, "Interleaved rounds (median is reported).")
-flags.DEFINE_integer("calls", 3, "Calls per implementation per round.")
+flags.DEFINE_integer("calls", 3, "Timed calls per implementation per round.")
+flags.DEFINE_integer("warmup_calls", 1, "Untimed calls before each "
+                     "implementation's timed calls in a round (0: time the "
+                     "first call after the previous implementation's).")
 flags.DEFINE_list("layouts", ["single"], "single: one layer; bidirectional: "
                   "one bidirectional layer (outputs concatenated); stacked2: "
                   "two stacked layers.")
@@ -175,19 +178,32 @@ def model_flops(cell_name: str, shape, mode: str, layout: str = "single") -> flo
 
 
 def time_interleaved(impls: dict[str, Callable[[], object]], rounds: int,
-                     calls: int) -> dict[str, list[float]]:
+                     calls: int, warmup_calls: int = 1,
+                     clock: Callable[[], float] = time.perf_counter
+                     ) -> dict[str, list[float]]:
   """Seconds per call of each implementation in each round; every round
-  times every implementation once (`calls` calls), in turn."""
-  for fn in impls.values():  # warm up
+  times every implementation once (`calls` calls), in turn.
+
+  Before its timed calls in a round, each implementation makes
+  `warmup_calls` untimed calls, so that every one is timed in the steady
+  state of back-to-back calls, as in a training loop. Without them, the
+  first call after another library's calls (or after an idle pause) ran
+  about 10 ms slower for a JAX layer here (at the small shape, about 20% of
+  a forward call) and barely slower for PyTorch, which biased the
+  comparison against whichever implementation followed torch in the round.
+  """
+  for fn in impls.values():  # warm up (compilation, allocator)
     fn()
     fn()
   samples = {name: [] for name in impls}
   for _ in range(rounds):
     for name, fn in impls.items():
-      start = time.perf_counter()
+      for _ in range(warmup_calls):
+        fn()
+      start = clock()
       for _ in range(calls):
         fn()
-      samples[name].append((time.perf_counter() - start) / calls)
+      samples[name].append((clock() - start) / calls)
   return samples
 
 
@@ -227,7 +243,8 @@ def main(argv):
           if have_torch:
             impls["torch"] = torch_rnn(cell_name, shape, mode, layout)
           samples = time_interleaved({k: v.run for k, v in impls.items()},
-                                     flags.FLAGS.rounds, flags.FLAGS.calls)
+                                     flags.FLAGS.rounds, flags.FLAGS.calls,
+                                     flags.FLAGS.warmup_calls)
           medians = {k: statistics.median(v) for k, v in samples.items()}
           flops = model_flops(cell_name, shape, mode, layout)
           for name, seconds in medians.items():

@@ -21,3 +21,27 @@ def test_compiled_impl_runs_and_reports_working_memory():
   impl.run()
   # At least the [256, 256] float32 output (256 KiB) is planned.
   assert impl.memory_bytes is not None and impl.memory_bytes >= 256 * 256 * 4
+
+
+def test_interleaved_timing_makes_untimed_warmup_calls_first():
+  # A fake clock that advances only inside calls, by the call's cost: cold
+  # calls (the first after another implementation's) cost 10, warm ones 1.
+  now = [0.0]
+  last = [None]
+  calls = {"a": 0, "b": 0}
+
+  def make(name):
+    def run():
+      now[0] += 1.0 if last[0] == name else 10.0
+      last[0] = name
+      calls[name] += 1
+    return run
+
+  impls = {"a": make("a"), "b": make("b")}
+  warm = rnn_speed.time_interleaved(impls, rounds=3, calls=2, warmup_calls=1,
+                                    clock=lambda: now[0])
+  assert warm == {"a": [1.0] * 3, "b": [1.0] * 3}
+  assert calls == {"a": 2 + 3 * 3, "b": 2 + 3 * 3}  # 2 warm-ups + 3 per round
+  cold = rnn_speed.time_interleaved(impls, rounds=3, calls=2, warmup_calls=0,
+                                    clock=lambda: now[0])
+  assert cold == {"a": [5.5] * 3, "b": [5.5] * 3}  # (10 + 1) / 2
