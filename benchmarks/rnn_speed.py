@@ -9,8 +9,8 @@ and inputs); "forward" is the forward pass alone. Implementations are timed
 in interleaved rounds (each round times every implementation once, a few
 calls each, after one untimed call: `--warmup_calls`) and the medians over
 rounds are reported, with each implementation's ratio to the peers measured
-in the same run (>1 = faster than the peer) and its throughput as a fraction of this machine's GEMM peak
-(a large float32 matmul measured here).
+in the same run (>1 = faster than the peer) and its throughput as a fraction
+of this machine's GEMM peak (a large float32 matmul measured here).
 
 PyTorch peers run only when torch is importable (`pip install -r
 requirements-bench.txt`); torch uses the same number of threads as cores.
