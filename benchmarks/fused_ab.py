@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from benchmarks import rnn_speed
+from benchmarks import rnn_speed, timing
 from models import fused
 
 flags.DEFINE_string("base", "HEAD", "Git revision whose models/fused.py is the base.")
@@ -95,13 +95,13 @@ def main(argv):
     impls["torch"] = rnn_speed.torch_rnn(f.cell, shape, f.mode).run
   except ImportError:
     pass
-  samples = rnn_speed.time_interleaved(impls, f.ab_rounds, 2)
+  samples = timing.time_interleaved(impls, f.ab_rounds, 2)
   print(f"== {f.cell} {f.shape} {f.mode}, base {f.base}, {f.ab_rounds} rounds")
   for name, times in samples.items():
     line = f"  {name:6s} {statistics.median(times) * 1e3:9.1f} ms"
     for peer in ("torch", "base"):
       if peer in samples:
-        line += f"  {peer}/this {rnn_speed.paired_ratio(times, samples[peer]):.3f}"
+        line += f"  {peer}/this {timing.paired_ratio(times, samples[peer]):.3f}"
     print(line, flush=True)
 
 

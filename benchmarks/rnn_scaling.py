@@ -5,9 +5,12 @@
 
 For each T (batch 32, I=128, H=256) it prints the median training-step time
 (forward + backward through time, this project's `unroll.rnn`), the ratio to
-the previous T (2.0 = linear when T doubles), and the compile time (the first
-call minus a warm call). Then, at T=100, the time per sequence for each batch
-size, against Flax's nn.RNN in the same run.
+the previous T (2.0 = linear when T doubles) as a ratio of medians and as a
+paired ratio (the median over rounds of this T's time / the previous T's),
+and the compile time (the first call minus a warm call). All lengths are
+timed in the same interleaved rounds (`timing.time_interleaved`, one
+untimed call before each timed one). Then, at T=100, the time per sequence
+for each batch size, against Flax's nn.RNN in the same rounds.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
+from benchmarks import timing
 from models import cells, unroll
 
 flags.DEFINE_string("cell", "lstm", "lstm or gru.")
@@ -45,60 +49,61 @@ def _flax_train_fn(cell_name: str, xs):
   params = layer.init(jax.random.PRNGKey(0), xs)
   grad = jax.jit(jax.grad(lambda p, x: jnp.sum(layer.apply(p, x)),
                           argnums=(0, 1)))
-  return lambda: jax.block_until_ready(grad(params, xs))
+  return _compiled_run(grad, params, xs)[0]
 
 
-def _median_seconds(fn, rounds: int) -> float:
-  times = []
-  for _ in range(rounds):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+def _compiled_run(fn, *args):
+  """(run, compile seconds): `run()` makes one call and waits for it; the
+  compile time is the first call minus a warm call."""
+  run = lambda: jax.block_until_ready(fn(*args))
+  start = time.perf_counter()
+  run()
+  first = time.perf_counter() - start
+  start = time.perf_counter()
+  run()
+  return run, first - (time.perf_counter() - start)
 
 
 def main(argv):
   del argv
   name, rounds = flags.FLAGS.cell, flags.FLAGS.rounds
   print(f"cell {name}, B=32 I={INPUTS} H={HIDDEN}, training step; "
-        f"device {jax.devices()[0].device_kind}")
-  print("| T | ms/step | ratio to previous T | compile s |")
-  print("|---|---|---|---|")
-  previous = None
+        f"device {jax.devices()[0].device_kind}; all lengths timed in "
+        f"{rounds} interleaved rounds")
+  print("| T | ms/step | ratio to previous T (of medians) | paired | "
+        "compile s |")
+  print("|---|---|---|---|---|")
+  cell, grad = _train_fn(name)
+  params = cell.init(jax.random.PRNGKey(0), INPUTS, HIDDEN)
+  runs, compile_seconds = {}, {}
   for steps in map(int, flags.FLAGS.steps):
-    cell, grad = _train_fn(name)
-    params = cell.init(jax.random.PRNGKey(0), INPUTS, HIDDEN)
     xs = jax.random.normal(jax.random.PRNGKey(1), (32, steps, INPUTS))
-    run = lambda: jax.block_until_ready(grad(params, xs))
-    start = time.perf_counter()
-    run()
-    first = time.perf_counter() - start
-    run()
-    seconds = _median_seconds(run, rounds)
-    ratio = "" if previous is None else f"{seconds / previous:.2f}"
-    print(f"| {steps} | {seconds * 1e3:.1f} | {ratio} | "
-          f"{first - seconds:.2f} |", flush=True)
-    previous = seconds
+    runs[steps], compile_seconds[steps] = _compiled_run(grad, params, xs)
+  samples = timing.time_interleaved(runs, rounds, calls=1)
+  previous = None
+  for steps, times in samples.items():
+    seconds = statistics.median(times)
+    ratio = paired = ""
+    if previous is not None:
+      ratio = f"{seconds / statistics.median(samples[previous]):.2f}"
+      paired = f"{timing.paired_ratio(samples[previous], times):.2f}"
+    print(f"| {steps} | {seconds * 1e3:.1f} | {ratio} | {paired} | "
+          f"{compile_seconds[steps]:.2f} |", flush=True)
+    previous = steps
 
   print(f"\nT=100: microseconds per sequence (training step / B)")
-  print("| B | ours | flax | flax / ours |")
-  print("|---|---|---|---|")
+  print("| B | ours | flax | flax / ours (of medians) | paired |")
+  print("|---|---|---|---|---|")
   for batch in map(int, flags.FLAGS.batches):
-    cell, grad = _train_fn(name)
-    params = cell.init(jax.random.PRNGKey(0), INPUTS, HIDDEN)
     xs = jax.random.normal(jax.random.PRNGKey(1), (batch, 100, INPUTS))
-    ours = lambda: jax.block_until_ready(grad(params, xs))
-    theirs = _flax_train_fn(name, xs)
-    for fn in (ours, theirs):
-      fn()
-      fn()
-    samples = {"ours": [], "flax": []}
-    for _ in range(rounds):  # interleaved
-      samples["ours"].append(_median_seconds(ours, 1))
-      samples["flax"].append(_median_seconds(theirs, 1))
+    impls = {"ours": _compiled_run(grad, params, xs)[0],
+             "flax": _flax_train_fn(name, xs)}
+    samples = timing.time_interleaved(impls, rounds, calls=1)
     mine, peer = (statistics.median(samples[k]) for k in ("ours", "flax"))
     print(f"| {batch} | {mine / batch * 1e6:.0f} | {peer / batch * 1e6:.0f} | "
-          f"{peer / mine:.2f}x |", flush=True)
+          f"{peer / mine:.2f}x | "
+          f"{timing.paired_ratio(samples['ours'], samples['flax']):.2f}x |",
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks.timing import paired_ratio, time_interleaved
 from models import cells, unroll
 
 flags.DEFINE_list("cells", ["lstm", "gru"], "Cells to time.")
@@ -175,41 +176,6 @@ def model_flops(cell_name: str, shape, mode: str, layout: str = "single") -> flo
   elif layout == "stacked2":
     forward += 2 * batch * steps * 2 * hidden * gates * hidden
   return forward * (3 if mode == "train" else 1)
-
-
-def time_interleaved(impls: dict[str, Callable[[], object]], rounds: int,
-                     calls: int, warmup_calls: int = 1,
-                     clock: Callable[[], float] = time.perf_counter
-                     ) -> dict[str, list[float]]:
-  """Seconds per call of each implementation in each round; every round
-  times every implementation once (`calls` calls), in turn.
-
-  Before its timed calls in a round, each implementation makes
-  `warmup_calls` untimed calls, so that every one is timed in the steady
-  state of back-to-back calls, as in a training loop. Without them, the
-  first call after another library's calls (or after an idle pause) ran
-  about 10 ms slower for a JAX layer here (at the small shape, about 20% of
-  a forward call) and barely slower for PyTorch, which biased the
-  comparison against whichever implementation followed torch in the round.
-  """
-  for fn in impls.values():  # warm up (compilation, allocator)
-    fn()
-    fn()
-  samples = {name: [] for name in impls}
-  for _ in range(rounds):
-    for name, fn in impls.items():
-      for _ in range(warmup_calls):
-        fn()
-      start = clock()
-      for _ in range(calls):
-        fn()
-      samples[name].append((clock() - start) / calls)
-  return samples
-
-
-def paired_ratio(ours_samples: list[float], other: list[float]) -> float:
-  """Median over rounds of other / ours (above 1: ours is faster)."""
-  return statistics.median(o / a for a, o in zip(ours_samples, other))
 
 
 def main(argv):

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from benchmarks import rnn_speed
+from benchmarks import rnn_speed, timing
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios():
@@ -11,8 +11,8 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
   # 1.25, where the ratio of the medians (3 / 1) would say 3.
   ours = [1.0, 1.0, 4.0]
   peer = [1.0, 3.0, 5.0]
-  assert rnn_speed.paired_ratio(ours, peer) == 1.25
-  assert rnn_speed.paired_ratio(peer, ours) == 0.8
+  assert timing.paired_ratio(ours, peer) == 1.25
+  assert timing.paired_ratio(peer, ours) == 0.8
 
 
 def test_compiled_impl_runs_and_reports_working_memory():
@@ -38,10 +38,10 @@ def test_interleaved_timing_makes_untimed_warmup_calls_first():
     return run
 
   impls = {"a": make("a"), "b": make("b")}
-  warm = rnn_speed.time_interleaved(impls, rounds=3, calls=2, warmup_calls=1,
+  warm = timing.time_interleaved(impls, rounds=3, calls=2, warmup_calls=1,
                                     clock=lambda: now[0])
   assert warm == {"a": [1.0] * 3, "b": [1.0] * 3}
   assert calls == {"a": 2 + 3 * 3, "b": 2 + 3 * 3}  # 2 warm-ups + 3 per round
-  cold = rnn_speed.time_interleaved(impls, rounds=3, calls=2, warmup_calls=0,
+  cold = timing.time_interleaved(impls, rounds=3, calls=2, warmup_calls=0,
                                     clock=lambda: now[0])
   assert cold == {"a": [5.5] * 3, "b": [5.5] * 3}  # (10 + 1) / 2
