@@ -25,11 +25,12 @@ faster than autodiff through a scan of `cell.step`:
    the default is 1 chain; `benchmarks/rnn_speed.py --chains=2` measures it.
 
 5. Two steps per iteration in the undifferentiated forward pass. Its scan
-   advances at least 2 steps per loop iteration (`PRIMAL_MIN_UNROLL`): in
-   paired A/B runs here a forward pass alone ran 1.04-1.14x (LSTM) and
-   1.05-1.07x (GRU) as fast at the small benchmark shape and 1.0-1.07x at the
-   big one. The scans of a training step keep the caller's `unroll` (1 by
-   default): 2 gained nothing there (0.94-1.02x).
+   advances at least 2 steps per loop iteration (`PRIMAL_MIN_UNROLL`): with
+   the feature-major forward of point 7, 1.05x (LSTM) and 1.07x (GRU) over
+   one step per iteration at the small benchmark shape; 4 steps gained
+   nothing more (0.99x small, 1.03x big). The scans of a training step keep
+   the caller's `unroll` (1 by default): 2 gained nothing there
+   (0.94-1.02x).
 
 6. Gates saved as separate arrays. The training forward pass saves i, f, g
    and o as four [T, B, H] arrays rather than one [T, B, 4H] array that the
@@ -48,6 +49,14 @@ faster than autodiff through a scan of `cell.step`:
    1.11x. Training keeps the batch-major layout: a feature-major backward
    (with a transpose of the [T, B, G*H] gate gradients for the weight
    gradients) ran 0.93-0.99x.
+
+8. Fewer saved arrays in training. The LSTM forward saves the state c
+   entering each step and not tanh(c_new): the backward recomputes
+   c_new = f c + i g and its tanh (one tanh per step), and needs no shifted
+   copy of the saved states for c_{t-1}. XLA's working memory for a training
+   step: 38.6 -> 35.4 MB at the small shape, 304 -> 279 MB at the big one;
+   time 1.02x (small) and 1.06x (big) in paired A/Bs, with bit-identical
+   gradients.
 
 Shapes: T = time, B = batch, I = inputs, H = hidden, G = gates (4 LSTM, 3
 GRU). Inputs are time-major: xs [T, B, I], mask [T, B] bool or None.
@@ -167,13 +176,14 @@ def _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains):
     acts = offset[None, :] + scale[None, :] * jnp.tanh(z)      # [b, 4H]
     i, f, g, o = jnp.split(acts, 4, axis=-1)
     c_new = f * c + i * g
-    tanh_c = jnp.tanh(c_new)
-    h_new = o * tanh_c
+    h_new = o * jnp.tanh(c_new)
     y = _zero_masked(keep, h_new)
     h_new, c_new = _masked(keep, h_new, h), _masked(keep, c_new, c)
     held = () if keep is None else (h_new,)  # unmasked: the held h is y
-    # Four gate arrays, not `acts`: see point 6 above.
-    return (h_new, c_new), (y, (i, f, g, o), tanh_c, c_new) + held
+    # Saved: the gates as four arrays, not `acts` (point 6 above), and the
+    # state c entering the step; the backward recomputes c_new and tanh(c_new)
+    # from them (point 8).
+    return (h_new, c_new), (y, (i, f, g, o), c) + held
 
   bounds = chain_bounds(h0.shape[0], chains)
   finals, saved = _scan_chains(body, _split((h0, c0), bounds, 0),
@@ -232,11 +242,11 @@ def _lstm(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains):
 def _lstm_fwd(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains):
   ys, h, c, saved = _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll,
                                   chains)
-  return (ys, h, c), (w_ih, w_hh, xs, mask, h0, c0, saved)
+  return (ys, h, c), (w_ih, w_hh, xs, mask, h0, saved)
 
 
 def _lstm_bwd(unroll, chains, residuals, cotangents):
-  w_ih, w_hh, xs, mask, h0, c0, saved = residuals
+  w_ih, w_hh, xs, mask, h0, saved = residuals
   d_ys, d_h, d_c = cotangents
   hidden = h0.shape[-1]
   w_hh_t = w_hh.T
@@ -244,9 +254,10 @@ def _lstm_bwd(unroll, chains, residuals, cotangents):
 
   def body(carry, inputs):
     dh, dc = carry
-    dy, (i, f, g, o), tc, c_prev, real_t = inputs
+    dy, (i, f, g, o), c_prev, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
     dy = _zero_masked(keep, dy)
+    tc = jnp.tanh(f * c_prev + i * g)
     dh_total = dh + dy
     dc_total = dc + dh_total * o * (1.0 - tc * tc)
     d_gates = jnp.concatenate([
@@ -258,15 +269,14 @@ def _lstm_bwd(unroll, chains, residuals, cotangents):
     dc_prev = _masked(keep, dc_total * f, dc)
     return (dh_prev, dc_prev), _zero_masked(keep, d_gates)
 
-  steps = tuple((dy, acts, tanh_c, _previous(c0_k, cs), m)
-                for dy, (_, acts, tanh_c, cs, *_), c0_k, m in zip(
-                    _split(d_ys, bounds, 1), saved, _split(c0, bounds, 0),
-                    _split(mask, bounds, 1)))
+  steps = tuple((dy, gates, c_prev, m)
+                for dy, (_, gates, c_prev, *_), m in zip(
+                    _split(d_ys, bounds, 1), saved, _split(mask, bounds, 1)))
   d_finals, d_gx = _scan_chains(body, _split((d_h, d_c), bounds, 0), steps,
                                 reverse=True, unroll=unroll)
   dh0, dc0 = _join(d_finals, 0)
   h_prev = _join([_previous(h0_k, held[0] if held else ys_k)
-                  for h0_k, (ys_k, _, _, _, *held) in zip(
+                  for h0_k, (ys_k, _, _, *held) in zip(
                       _split(h0, bounds, 0), saved)], 1)
   d_gx = _join(d_gx, 1)                                      # [T, B, 4H]
   d_w_hh = _gram(h_prev.reshape(-1, hidden), d_gx.reshape(-1, 4 * hidden))
