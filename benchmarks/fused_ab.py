@@ -1,10 +1,11 @@
 """Paired A/B of models/fused.py: a git revision's version against the working tree's.
 
   python -m benchmarks.fused_ab --base=HEAD~1 [--cell=lstm] [--shape=big] \
-      [--mode=train] [--rounds=13]
+      [--mode=train] [--ab_rounds=13]
 
 Loads `git show BASE:models/fused.py` as a second module and times, in
-interleaved rounds, the LSTM or GRU layer of both versions (time-major
+interleaved rounds (`timing.time_interleaved`: two timed calls each, after
+one untimed call), the LSTM or GRU layer of both versions (time-major
 inputs, no mask) and PyTorch's nn.LSTM/nn.GRU when torch is installed. Prints
 the largest relative gradient difference between the two versions (train
 mode) and, per implementation, the median time and the paired ratios (median
