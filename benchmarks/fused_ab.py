@@ -21,7 +21,6 @@ import os
 import statistics
 import subprocess
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp

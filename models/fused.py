@@ -160,6 +160,17 @@ def _input_grads(xs, w_ih, d_gx):
 # ----------------------------------------------------------------------------
 # LSTM: gates i, f, g, o; c' = f c + i g; h' = o tanh(c').
 
+def _lstm_update(z, c, scale, offset, axis: int):
+  """One LSTM step from the scaled pre-activations z (gates along `axis`:
+  -1 batch-major [b, 4H], 0 feature-major [4H, b]).
+
+  Returns the gates (i, f, g, o), c_new and h_new.
+  """
+  i, f, g, o = jnp.split(offset + scale * jnp.tanh(z), 4, axis=axis)
+  c_new = f * c + i * g
+  return (i, f, g, o), c_new, o * jnp.tanh(c_new)
+
+
 def _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains):
   """The forward pass of a training step: batch-major, saving per step what
   the backward pass needs."""
@@ -172,18 +183,16 @@ def _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains):
     h, c = carry
     x_t, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
-    z = x_t @ w_ih_s + h @ w_hh_s + b_s
-    acts = offset[None, :] + scale[None, :] * jnp.tanh(z)      # [b, 4H]
-    i, f, g, o = jnp.split(acts, 4, axis=-1)
-    c_new = f * c + i * g
-    h_new = o * jnp.tanh(c_new)
+    z = x_t @ w_ih_s + h @ w_hh_s + b_s                         # [b, 4H]
+    gates, c_new, h_new = _lstm_update(z, c, scale[None, :], offset[None, :],
+                                       axis=-1)
     y = _zero_masked(keep, h_new)
     h_new, c_new = _masked(keep, h_new, h), _masked(keep, c_new, c)
     held = () if keep is None else (h_new,)  # unmasked: the held h is y
     # Saved: the gates as four arrays, not `acts` (point 6 above), and the
     # state c entering the step; the backward recomputes c_new and tanh(c_new)
     # from them (point 8).
-    return (h_new, c_new), (y, (i, f, g, o), c) + held
+    return (h_new, c_new), (y, gates, c) + held
 
   bounds = chain_bounds(h0.shape[0], chains)
   finals, saved = _scan_chains(body, _split((h0, c0), bounds, 0),
@@ -223,9 +232,7 @@ def _lstm_primal(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains):
     x_t, real_t = inputs                                         # [I, b]
     keep = None if real_t is None else real_t[None, :]
     z = w_ih_t @ x_t + w_hh_t @ h + b_t                          # [4H, b]
-    i, f, g, o = jnp.split(offset + scale * jnp.tanh(z), 4, axis=0)
-    c_new = f * c + i * g
-    h_new = o * jnp.tanh(c_new)
+    _, c_new, h_new = _lstm_update(z, c, scale, offset, axis=0)
     return ((_masked(keep, h_new, h), _masked(keep, c_new, c)),
             _zero_masked(keep, h_new))
 
@@ -309,6 +316,24 @@ def lstm(w_ih: jax.Array, b: jax.Array, w_hh: jax.Array, xs: jax.Array,
 #   r = sigmoid(x_r + h W_r + b_r), z = sigmoid(x_z + h W_z + b_z)
 #   n = tanh(x_n + r * (h W_n + b_n)), h' = (1 - z) n + z h
 
+def _gru_update(gx, gh, h, axis: int):
+  """One GRU step from the scaled projections gx = x W_ih + b_ih and
+  gh = h W_hh + b_hh (gates along `axis`: -1 batch-major [b, 3H], 0
+  feature-major [3H, b]).
+
+  Returns rz (the r and z gates), n, h_n (the n part of gh) and h_new.
+  """
+  hidden = h.shape[axis]
+  part = lambda a, k, width: jax.lax.slice_in_dim(a, k * hidden,
+                                                  (k + width) * hidden,
+                                                  axis=axis)
+  rz = 0.5 * jnp.tanh(part(gx, 0, 2) + part(gh, 0, 2)) + 0.5
+  r, z = part(rz, 0, 1), part(rz, 1, 1)
+  h_n = part(gh, 2, 1)
+  n = jnp.tanh(part(gx, 2, 1) + r * h_n)
+  return rz, n, h_n, n + z * (h - n)
+
+
 def _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll, chains):
   """The forward pass of a training step (as `_lstm_forward`)."""
   hidden = h0.shape[-1]
@@ -319,13 +344,8 @@ def _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll, chains):
   def body(h, inputs):
     x_t, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
-    gx = x_t @ w_ih_s + b_ih_s                                # [b, 3H]
-    gh = h @ w_hh_s + b_hh_s
-    rz = 0.5 * jnp.tanh(gx[:, :2 * hidden] + gh[:, :2 * hidden]) + 0.5
-    r, z = rz[:, :hidden], rz[:, hidden:]
-    h_n = gh[:, 2 * hidden:]
-    n = jnp.tanh(gx[:, 2 * hidden:] + r * h_n)
-    h_new = n + z * (h - n)
+    rz, n, h_n, h_new = _gru_update(x_t @ w_ih_s + b_ih_s,      # [b, 3H]
+                                    h @ w_hh_s + b_hh_s, h, axis=-1)
     y = _zero_masked(keep, h_new)
     h_new = _masked(keep, h_new, h)
     held = () if keep is None else (h_new,)  # unmasked: the held h is y
@@ -350,12 +370,8 @@ def _gru_primal(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll, chains):
     (h,) = carry                                                 # [H, b]
     x_t, real_t = inputs                                         # [I, b]
     keep = None if real_t is None else real_t[None, :]
-    gx = w_ih_t @ x_t + b_ih_t                                   # [3H, b]
-    gh = w_hh_t @ h + b_hh_t
-    rz = 0.5 * jnp.tanh(gx[:2 * hidden] + gh[:2 * hidden]) + 0.5
-    r, z = rz[:hidden], rz[hidden:]
-    n = jnp.tanh(gx[2 * hidden:] + r * gh[2 * hidden:])
-    h_new = n + z * (h - n)
+    *_, h_new = _gru_update(w_ih_t @ x_t + b_ih_t,               # [3H, b]
+                            w_hh_t @ h + b_hh_t, h, axis=0)
     return (_masked(keep, h_new, h),), _zero_masked(keep, h_new)
 
   (h,), ys = _feature_major_scan(body, (h0,), xs, mask, unroll, chains)
