@@ -45,3 +45,12 @@ def test_interleaved_timing_makes_untimed_warmup_calls_first():
   cold = timing.time_interleaved(impls, rounds=3, calls=2, warmup_calls=0,
                                     clock=lambda: now[0])
   assert cold == {"a": [5.5] * 3, "b": [5.5] * 3}  # (10 + 1) / 2
+
+
+def test_step_matmul_layouts_compute_the_same_recurrence():
+  from benchmarks import step_matmul  # pylint: disable=g-import-not-at-top
+  w = jax.random.normal(jax.random.PRNGKey(0), (6, 4 * 6)) * 0.3
+  batch_major = step_matmul.scan_fn("batch-major", 3, 6, 5)(w)
+  feature_major = step_matmul.scan_fn("feature-major", 3, 6, 5)(w)
+  assert batch_major.shape == (3, 6) and feature_major.shape == (6, 3)
+  assert float(jnp.max(jnp.abs(batch_major - feature_major.T))) < 1e-6
