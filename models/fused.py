@@ -28,9 +28,9 @@ faster than autodiff through a scan of `cell.step`:
    advances at least 2 steps per loop iteration (`PRIMAL_MIN_UNROLL`): with
    the feature-major forward of point 7, 1.05x (LSTM) and 1.07x (GRU) over
    one step per iteration at the small benchmark shape; 4 steps gained
-   nothing more (0.99x small, 1.03x big). The scans of a training step keep
-   the caller's `unroll` (1 by default): 2 gained nothing there
-   (0.94-1.02x).
+   nothing more (0.99x small, 1.03x big). The forward scan of a training
+   step keeps the caller's `unroll` (1 by default): 2 gained nothing there
+   (0.94-1.02x). Its backward scan takes one step per iteration (point 9).
 
 6. Gates saved as separate arrays. The training forward pass saves i, f, g
    and o as four [T, B, H] arrays rather than one [T, B, 4H] array that the
@@ -57,6 +57,22 @@ faster than autodiff through a scan of `cell.step`:
    step: 38.6 -> 35.4 MB at the small shape, 304 -> 279 MB at the big one;
    time 1.02x (small), 1.06x and 0.99x (big) in paired A/Bs, with
    bit-identical gradients.
+
+9. Gate gradients written over the saved activations. The backward scan
+   carries the saved [T, B, H] arrays (LSTM: i, f, g, o; GRU: rz, n, h_n)
+   and overwrites step t's slices with the gate gradients (GRU: d_rz, d_an,
+   d_an * r) once it has used them, so no [T, B, G*H] gate-gradient array
+   exists. The weight gradients are then one matmul per array
+   (`_gram_parts`), never a concatenation. Two things keep XLA from copying
+   the arrays (the whole of each, every step): each step reads the next
+   step's slices from the arrays it has just updated (`_overwrite_step`),
+   never from the arrays the update consumes; and the scan advances one
+   step per iteration whatever `unroll` says (unrolled, the next step's
+   reads fuse into its consumers and interfere again). XLA's working memory
+   of a training step: LSTM 37.0 -> 25.0 MB (small shape), 258.6 -> 184.5 MB
+   (big); GRU 39.9 -> 21.6 MB, 304.4 -> 205.0 MB. The small shapes now stay
+   under glibc's 32 MB mmap limit, so a call no longer page-faults its
+   working memory afresh (see the README's performance section).
 
 Shapes: T = time, B = batch, I = inputs, H = hidden, G = gates (4 LSTM, 3
 GRU). Inputs are time-major: xs [T, B, I], mask [T, B] bool or None.
@@ -157,6 +173,57 @@ def _input_grads(xs, w_ih, d_gx):
   return _gram(flat_x, flat_d), jnp.sum(flat_d, axis=0), d_xs
 
 
+def _overwrite_step(saved, t, rows):
+  """One step of a reverse scan that overwrites what it reads.
+
+  saved: arrays [T, b, .] that the scan reads step by step; rows: this step's
+  replacements [b, .], each written at step t of its array. Returns the
+  updated arrays and their step t - 1 (what the next step reads; step 0 reads
+  itself back).
+
+  The next step's slices are read from the updated arrays, never from those
+  the write consumes. That is what lets XLA write in place: it copies an
+  array (every step, the whole array) when another read of the array it
+  updates may still be pending.
+  """
+  saved = tuple(jax.lax.dynamic_update_index_in_dim(a, r, t, 0)
+                for a, r in zip(saved, rows))
+  previous = jnp.maximum(t - 1, 0)
+  return saved, tuple(jax.lax.dynamic_index_in_dim(a, previous, 0, False)
+                      for a in saved)
+
+
+def _gram_parts(a, parts):
+  """a^T @ concat(parts, -1) for a [N, K] and parts [..., M_k] (N rows when
+  flattened) -> [K, sum M_k], one matmul per part (as `_gram`: a^T
+  materialised once on CPU)."""
+  flat = [d.reshape(a.shape[0], -1) for d in parts]
+  def grams(a, transpose):
+    a_t = transpose(a)
+    return jnp.concatenate([a_t @ d for d in flat], axis=-1)
+  return jax.lax.platform_dependent(
+      a, cpu=lambda a: grams(a, lambda a: jax.lax.optimization_barrier(a.T)),
+      default=lambda a: grams(a, lambda a: a.T))
+
+
+def _input_grads_parts(xs, w_ih, parts):
+  """`_input_grads` from d_gx given as parts [T, B, M_k] along the gate axis
+  (never concatenated into one [T, B, G*H] array).
+
+  Returns d_w_ih [I, G*H], d_b [G*H], d_xs [T, B, I].
+  """
+  inputs = w_ih.shape[0]
+  flat_x = xs.reshape(-1, inputs)
+  edges = [0]
+  for d in parts:
+    edges.append(edges[-1] + d.shape[-1])
+  d_xs = sum(d.reshape(flat_x.shape[0], -1) @ w_ih[:, lo:hi].T
+             for d, lo, hi in zip(parts, edges[:-1], edges[1:]))
+  d_b = jnp.concatenate([jnp.sum(d, axis=tuple(range(d.ndim - 1)))
+                         for d in parts])
+  return _gram_parts(flat_x, parts), d_b, d_xs.reshape(xs.shape)
+
+
 # ----------------------------------------------------------------------------
 # LSTM: gates i, f, g, o; c' = f c + i g; h' = o tanh(c').
 
@@ -253,41 +320,48 @@ def _lstm_fwd(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains):
 
 
 def _lstm_bwd(unroll, chains, residuals, cotangents):
+  del unroll  # the backward scan advances one step per iteration (point 9)
   w_ih, w_hh, xs, mask, h0, saved = residuals
   d_ys, d_h, d_c = cotangents
-  hidden = h0.shape[-1]
+  steps, _, hidden = d_ys.shape
   w_hh_t = w_hh.T
   bounds = chain_bounds(h0.shape[0], chains)
 
   def body(carry, inputs):
-    dh, dc = carry
-    dy, (i, f, g, o), c_prev, real_t = inputs
+    # gates: step t's (i, f, g, o) [b, H]; buffers: the saved gates [T, b, H],
+    # overwritten with their gradients from step T - 1 down to t + 1.
+    dh, dc, (i, f, g, o), buffers = carry
+    t, dy, c_prev, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
     dy = _zero_masked(keep, dy)
     tc = jnp.tanh(f * c_prev + i * g)
     dh_total = dh + dy
     dc_total = dc + dh_total * o * (1.0 - tc * tc)
-    d_gates = jnp.concatenate([
+    d_gates = tuple(_zero_masked(keep, d) for d in (
         dc_total * g * i * (1.0 - i),
         dc_total * c_prev * f * (1.0 - f),
         dc_total * i * (1.0 - g * g),
-        dh_total * tc * o * (1.0 - o)], axis=-1)              # [b, 4H]
-    dh_prev = _masked(keep, d_gates @ w_hh_t, dh)
+        dh_total * tc * o * (1.0 - o)))                       # [b, H] each
+    dh_prev = _masked(keep, jnp.concatenate(d_gates, -1) @ w_hh_t, dh)
     dc_prev = _masked(keep, dc_total * f, dc)
-    return (dh_prev, dc_prev), _zero_masked(keep, d_gates)
+    buffers, gates = _overwrite_step(buffers, t, d_gates)
+    return (dh_prev, dc_prev, gates, buffers), None
 
-  steps = tuple((dy, gates, c_prev, m)
-                for dy, (_, gates, c_prev, *_), m in zip(
-                    _split(d_ys, bounds, 1), saved, _split(mask, bounds, 1)))
-  d_finals, d_gx = _scan_chains(body, _split((d_h, d_c), bounds, 0), steps,
-                                reverse=True, unroll=unroll)
-  dh0, dc0 = _join(d_finals, 0)
+  carries = tuple((dh, dc, tuple(a[-1] for a in gates), gates)
+                  for (dh, dc), (_, gates, *_) in zip(
+                      _split((d_h, d_c), bounds, 0), saved))
+  inputs = tuple((jnp.arange(steps), dy, c_prev, m)
+                 for dy, (_, _, c_prev, *_), m in zip(
+                     _split(d_ys, bounds, 1), saved, _split(mask, bounds, 1)))
+  finals, _ = _scan_chains(body, carries, inputs, reverse=True,
+                           unroll=1)
+  dh0, dc0 = _join([f[:2] for f in finals], 0)
+  d_gx = _join([f[3] for f in finals], 1)                    # 4 x [T, B, H]
   h_prev = _join([_previous(h0_k, held[0] if held else ys_k)
                   for h0_k, (ys_k, _, _, *held) in zip(
                       _split(h0, bounds, 0), saved)], 1)
-  d_gx = _join(d_gx, 1)                                      # [T, B, 4H]
-  d_w_hh = _gram(h_prev.reshape(-1, hidden), d_gx.reshape(-1, 4 * hidden))
-  d_w_ih, d_b, d_xs = _input_grads(xs, w_ih, d_gx)
+  d_w_hh = _gram_parts(h_prev.reshape(-1, hidden), d_gx)
+  d_w_ih, d_b, d_xs = _input_grads_parts(xs, w_ih, d_gx)
   return d_w_ih, d_b, d_w_hh, d_xs, None, dh0, dc0
 
 
@@ -391,42 +465,50 @@ def _gru_fwd(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll, chains):
 
 
 def _gru_bwd(unroll, chains, residuals, cotangents):
+  del unroll  # the backward scan advances one step per iteration (point 9)
   w_ih, w_hh, xs, mask, h0, saved = residuals
   d_ys, d_h = cotangents
-  hidden = h0.shape[-1]
+  steps, _, hidden = d_ys.shape
   w_hh_t = w_hh.T
   bounds = chain_bounds(h0.shape[0], chains)
 
-  def body(dh, inputs):
-    dy, rz, n, h_n, h_prev, real_t = inputs
+  def body(carry, inputs):
+    # row: step t's saved (rz, n, h_n); buffers: the saved [T, b, .] arrays,
+    # overwritten from step T - 1 down to t + 1 with (d_rz, d_an, d_an * r):
+    # d_gx = [d_rz, d_an] and d_gh = [d_rz, d_an * r].
+    dh, (rz, n, h_n), buffers = carry
+    t, dy, h_prev, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
     r, z = rz[:, :hidden], rz[:, hidden:]
     d_total = dh + _zero_masked(keep, dy)
     d_an = d_total * (1.0 - z) * (1.0 - n * n)
     d_ar = d_an * h_n * r * (1.0 - r)
     d_az = d_total * (h_prev - n) * z * (1.0 - z)
-    d_gh = _zero_masked(keep, jnp.concatenate([d_ar, d_az, d_an * r], -1))
-    d_gx = _zero_masked(keep, jnp.concatenate([d_ar, d_az, d_an], -1))
-    dh_prev = _masked(keep, d_total * z + d_gh @ w_hh_t, dh)
-    return dh_prev, (d_gx, d_gh)
+    d_rz, d_an, d_an_r = (_zero_masked(keep, d) for d in (
+        jnp.concatenate([d_ar, d_az], -1), d_an, d_an * r))
+    dh_prev = _masked(keep, d_total * z + jnp.concatenate([d_rz, d_an_r], -1)
+                      @ w_hh_t, dh)
+    buffers, row = _overwrite_step(buffers, t, (d_rz, d_an, d_an_r))
+    return (dh_prev, row, buffers), None
 
   # h_prev[t] is the state entering step t: the previous step's held state.
   h_prevs = [_previous(h0_k, held[0] if held else ys_k)
              for h0_k, (ys_k, _, _, _, *held) in zip(_split(h0, bounds, 0),
                                                      saved)]
-  steps = tuple((dy, rz, n, h_n, hp, m)
-                for dy, (_, rz, n, h_n, *_), hp, m in zip(
-                    _split(d_ys, bounds, 1), saved, h_prevs,
-                    _split(mask, bounds, 1)))
-  d_finals, grads = _scan_chains(body, _split(d_h, bounds, 0), steps,
-                                 reverse=True, unroll=unroll)
-  d_gx = _join([g[0] for g in grads], 1)                     # [T, B, 3H]
-  d_gh = _join([g[1] for g in grads], 1)
+  carries = tuple((dh, tuple(a[-1] for a in arrays), arrays)
+                  for dh, arrays in zip(_split(d_h, bounds, 0),
+                                        (tuple(s[1:4]) for s in saved)))
+  inputs = tuple((jnp.arange(steps), dy, hp, m) for dy, hp, m in zip(
+      _split(d_ys, bounds, 1), h_prevs, _split(mask, bounds, 1)))
+  finals, _ = _scan_chains(body, carries, inputs, reverse=True,
+                           unroll=1)
+  d_rz, d_an, d_an_r = _join([f[2] for f in finals], 1)      # [T, B, .]
   h_prev = _join(h_prevs, 1)
-  d_w_hh = _gram(h_prev.reshape(-1, hidden), d_gh.reshape(-1, 3 * hidden))
-  d_b_hh = jnp.sum(d_gh, axis=(0, 1))
-  d_w_ih, d_b_ih, d_xs = _input_grads(xs, w_ih, d_gx)
-  return d_w_ih, d_b_ih, d_w_hh, d_b_hh, d_xs, None, _join(d_finals, 0)
+  d_w_hh = _gram_parts(h_prev.reshape(-1, hidden), (d_rz, d_an_r))
+  d_b_hh = jnp.concatenate([jnp.sum(d, axis=(0, 1)) for d in (d_rz, d_an_r)])
+  d_w_ih, d_b_ih, d_xs = _input_grads_parts(xs, w_ih, (d_rz, d_an))
+  return d_w_ih, d_b_ih, d_w_hh, d_b_hh, d_xs, None, _join(
+      [f[0] for f in finals], 0)
 
 
 _gru.defvjp(_gru_fwd, _gru_bwd)

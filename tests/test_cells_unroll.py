@@ -1,5 +1,7 @@
 """Cells and the scan: against a Python loop, finite differences, Flax's cells."""
 
+import re
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -414,6 +416,50 @@ def test_fused_gradients_match_finite_differences():
       analytic = sum(jnp.sum(g * d) for g, d in zip(
           jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(direction)))
       np.testing.assert_allclose(analytic, numeric, rtol=1e-6, err_msg=cell_name)
+
+
+@pytest.mark.parametrize("cell_name,saved", [("lstm", 6), ("gru", 5)])
+@pytest.mark.parametrize("use_lengths", [False, True])
+@pytest.mark.parametrize("unroll_steps,chains", [(1, 1), (2, 1), (1, 2)])
+def test_fused_backward_overwrites_saved_arrays_in_place(cell_name, saved,
+                                                         use_lengths,
+                                                         unroll_steps, chains):
+  """The backward scan writes the gate gradients over the saved activations.
+
+  No loop body copies a [T, ...] array (XLA does so every step when it cannot
+  update in place), and the working memory of a training step stays below
+  the saved [T, B, H] arrays (LSTM: ys, i, f, g, o, c; GRU: ys, r, z, n,
+  h_n; with lengths also the held states) plus 3 more: with a separate
+  [T, B, G*H] gate-gradient array it was 11.5 (LSTM) and 12.4 (GRU) without
+  lengths at this shape.
+  """
+  steps, batch, hidden = 40, 8, 32
+  cell = CELLS[cell_name]()
+  params = cell.init(jax.random.PRNGKey(0), I, hidden)
+  xs = _inputs(jax.random.PRNGKey(1), batch, steps)
+  lengths = jnp.arange(batch) * 5 if use_lengths else None
+
+  def loss(params, xs):
+    ys, _ = unroll.rnn(cell, params, xs, lengths, unroll=unroll_steps,
+                       chains=chains)
+    return jnp.sum(ys)
+  compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, xs).compile()
+  text = compiled.as_text()
+  bodies = set(re.findall(r"body=%?([\w.\-]+)", text))
+  assert bodies
+  computation, copies = None, []
+  for line in text.splitlines():
+    if line and not line.startswith(" "):
+      header = re.match(r"(?:ENTRY )?%([\w.\-]+) ", line)
+      computation = header and header.group(1)
+    elif (computation in bodies and " copy(" in line
+          and f"[{steps}," in line.split("=")[1].split("(")[0]):
+      copies.append(line.strip())
+  assert not copies, copies
+  temp = compiled.memory_analysis().temp_size_in_bytes
+  per_array = steps * batch * hidden * 4
+  saved += 1 if use_lengths else 0  # the held states (ys are zero past the end)
+  assert temp < (saved + 3) * per_array, temp / per_array
 
 
 def test_chains_out_of_range_is_an_error():
