@@ -68,9 +68,10 @@ faster than autodiff through a scan of `cell.step`:
    step's slices from the arrays it has just updated (`_overwrite_step`),
    never from the arrays the update consumes; and the scan advances one
    step per iteration whatever `unroll` says (unrolled, the next step's
-   reads fuse into its consumers and interfere again). XLA's working memory
-   of a training step: LSTM 37.0 -> 25.0 MB (small shape), 258.6 -> 184.5 MB
-   (big); GRU 39.9 -> 21.6 MB, 304.4 -> 205.0 MB. The small shapes now stay
+   reads fuse into its consumers and interfere again). XLA's temporary
+   memory for a training step (grads of sum(ys) w.r.t. params and inputs):
+   LSTM 37.0 -> 25.0 MiB at the small shape, 280.5 -> 184.5 MiB at the big
+   one; GRU 39.9 -> 21.6 and 304.4 -> 157.4 MiB. The small shapes now stay
    under glibc's 32 MB mmap limit, so a call no longer page-faults its
    working memory afresh (see the README's performance section).
 
