@@ -32,14 +32,15 @@ faster than autodiff through a scan of `cell.step`:
    step keeps the caller's `unroll` (1 by default): 2 gained nothing there
    (0.94-1.02x). Its backward scan takes one step per iteration (point 9).
 
-6. Gates saved as separate arrays. The training forward pass saves i, f, g
-   and o as four [T, B, H] arrays rather than one [T, B, 4H] array that the
-   backward scan slices. XLA's CPU backend (jaxlib 0.10) emitted scalar,
-   unvectorised code for the loop fusions that sliced a per-step input: 4 of
-   the LSTM backward scan's fusions, about 55 us of its 110 us of
-   elementwise work per step at the small benchmark shape (1.05x on the
-   whole training step). `XLA_FLAGS=--xla_dump_to=DIR` writes each kernel's
-   LLVM IR: vectorised ones contain `<8 x float>`.
+6. No loop fusion slices the gates out of a per-step scan input. XLA's CPU
+   backend (jaxlib 0.10) emitted scalar, unvectorised code for loop fusions
+   that sliced i, f, g and o out of a [T, B, 4H] array read as a scan
+   input: 4 of the LSTM backward scan's fusions, about 55 us of its 110 us
+   of elementwise work per step at the small benchmark shape (saving four
+   [T, B, H] arrays instead gained 1.05x on the whole training step). The
+   backward now reads each step's [b, 4H] gates into a loop carry (point 9);
+   fusions that split a carry are vectorised. `XLA_FLAGS=--xla_dump_to=DIR`
+   writes each kernel's LLVM IR: vectorised ones contain `<8 x float>`.
 7. Feature-major forward pass when it is not differentiated. The primal
    scan keeps the state as [H, B] and computes z^T = W^T h^T: the recurrent
    matmul then has M = G*H rows and N = B columns, which XLA's CPU dot ran
@@ -59,21 +60,26 @@ faster than autodiff through a scan of `cell.step`:
    bit-identical gradients.
 
 9. Gate gradients written over the saved activations. The backward scan
-   carries the saved [T, B, H] arrays (LSTM: i, f, g, o; GRU: rz, n, h_n)
-   and overwrites step t's slices with the gate gradients (GRU: d_rz, d_an,
-   d_an * r) once it has used them, so no [T, B, G*H] gate-gradient array
-   exists. The weight gradients are then one matmul per array
-   (`_gram_parts`), never a concatenation. Two things keep XLA from copying
-   the arrays (the whole of each, every step): each step reads the next
-   step's slices from the arrays it has just updated (`_overwrite_step`),
-   never from the arrays the update consumes; and the scan advances one
-   step per iteration whatever `unroll` says (unrolled, the next step's
-   reads fuse into its consumers and interfere again). XLA's temporary
-   memory for a training step (grads of sum(ys) w.r.t. params and inputs):
-   LSTM 37.0 -> 25.0 MiB at the small shape, 280.5 -> 184.5 MiB at the big
-   one; GRU 39.9 -> 21.6 and 304.4 -> 157.4 MiB. The small shapes now stay
-   under glibc's 32 MB mmap limit, so a call no longer page-faults its
-   working memory afresh (see the README's performance section).
+   carries the saved gates (LSTM: one [T, B, 4H] array; GRU: rz [T, B, 2H],
+   n and h_n) and overwrites step t's slices with the gate gradients (GRU:
+   d_rz, d_an and d_an * r, from which d_gx = [d_rz, d_an] and
+   d_gh = [d_rz, d_an * r]) once it has used them, so no separate
+   gate-gradient array exists. The GRU's weight gradients are one matmul
+   per array (`_gram_parts`), never a concatenation. Two things keep XLA
+   from copying the arrays (the whole of each, every step): each step reads
+   the next step's slices from the arrays it has just updated
+   (`_overwrite_step`), never from the arrays the update consumes; and the
+   scan advances one step per iteration whatever `unroll` says (unrolled,
+   the next step's reads fuse into its consumers and interfere again).
+   XLA's temporary memory for a training step (grads of sum(ys) w.r.t.
+   params and inputs): LSTM 37.0 -> 24.5 MiB at the small shape,
+   280.5 -> 180.5 MiB at the big one; GRU 39.9 -> 21.6 and
+   304.4 -> 157.4 MiB. The small shapes now stay under glibc's 32 MB mmap
+   limit, so a call no longer page-faults its working memory afresh (see
+   the README's performance section). The LSTM keeps one [T, B, 4H] array
+   rather than four [T, B, H] ones because its three weight-gradient
+   matmuls ran 0.91x as fast split four ways at the big shape (1.02x at the
+   small one); for the GRU the split ones were the faster.
 
 Shapes: T = time, B = batch, I = inputs, H = hidden, G = gates (4 LSTM, 3
 GRU). Inputs are time-major: xs [T, B, I], mask [T, B] bool or None.
@@ -257,10 +263,10 @@ def _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll, chains):
     y = _zero_masked(keep, h_new)
     h_new, c_new = _masked(keep, h_new, h), _masked(keep, c_new, c)
     held = () if keep is None else (h_new,)  # unmasked: the held h is y
-    # Saved: the gates as four arrays, not `acts` (point 6 above), and the
-    # state c entering the step; the backward recomputes c_new and tanh(c_new)
-    # from them (point 8).
-    return (h_new, c_new), (y, gates, c) + held
+    # Saved: the gates (one [b, 4H] array, point 9) and the state c entering
+    # the step; the backward recomputes c_new and tanh(c_new) from them
+    # (point 8).
+    return (h_new, c_new), (y, jnp.concatenate(gates, -1), c) + held
 
   bounds = chain_bounds(h0.shape[0], chains)
   finals, saved = _scan_chains(body, _split((h0, c0), bounds, 0),
@@ -329,26 +335,28 @@ def _lstm_bwd(unroll, chains, residuals, cotangents):
   bounds = chain_bounds(h0.shape[0], chains)
 
   def body(carry, inputs):
-    # gates: step t's (i, f, g, o) [b, H]; buffers: the saved gates [T, b, H],
-    # overwritten with their gradients from step T - 1 down to t + 1.
-    dh, dc, (i, f, g, o), buffers = carry
+    # gates: step t's [b, 4H] (i, f, g, o); buffer: the saved gates
+    # [T, b, 4H], overwritten with their gradients from step T - 1 down to
+    # t + 1.
+    dh, dc, gates, buffer = carry
     t, dy, c_prev, real_t = inputs
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
     keep = None if real_t is None else real_t[:, None]
     dy = _zero_masked(keep, dy)
     tc = jnp.tanh(f * c_prev + i * g)
     dh_total = dh + dy
     dc_total = dc + dh_total * o * (1.0 - tc * tc)
-    d_gates = tuple(_zero_masked(keep, d) for d in (
+    d_gates = _zero_masked(keep, jnp.concatenate([
         dc_total * g * i * (1.0 - i),
         dc_total * c_prev * f * (1.0 - f),
         dc_total * i * (1.0 - g * g),
-        dh_total * tc * o * (1.0 - o)))                       # [b, H] each
-    dh_prev = _masked(keep, jnp.concatenate(d_gates, -1) @ w_hh_t, dh)
+        dh_total * tc * o * (1.0 - o)], axis=-1))              # [b, 4H]
+    dh_prev = _masked(keep, d_gates @ w_hh_t, dh)
     dc_prev = _masked(keep, dc_total * f, dc)
-    buffers, gates = _overwrite_step(buffers, t, d_gates)
-    return (dh_prev, dc_prev, gates, buffers), None
+    (buffer,), (gates,) = _overwrite_step((buffer,), t, (d_gates,))
+    return (dh_prev, dc_prev, gates, buffer), None
 
-  carries = tuple((dh, dc, tuple(a[-1] for a in gates), gates)
+  carries = tuple((dh, dc, gates[-1], gates)
                   for (dh, dc), (_, gates, *_) in zip(
                       _split((d_h, d_c), bounds, 0), saved))
   inputs = tuple((jnp.arange(steps), dy, c_prev, m)
@@ -357,12 +365,17 @@ def _lstm_bwd(unroll, chains, residuals, cotangents):
   finals, _ = _scan_chains(body, carries, inputs, reverse=True,
                            unroll=1)
   dh0, dc0 = _join([f[:2] for f in finals], 0)
-  d_gx = _join([f[3] for f in finals], 1)                    # 4 x [T, B, H]
-  h_prev = _join([_previous(h0_k, held[0] if held else ys_k)
-                  for h0_k, (ys_k, _, _, *held) in zip(
-                      _split(h0, bounds, 0), saved)], 1)
-  d_w_hh = _gram_parts(h_prev.reshape(-1, hidden), d_gx)
-  d_w_ih, d_b, d_xs = _input_grads_parts(xs, w_ih, d_gx)
+  # Weight gradients chain by chain (summed), so that no chain's [T, b, 4H]
+  # gate gradients are copied into a joined array.
+  grads = []
+  for h0_k, xs_k, (ys_k, _, _, *held), (*_, d_gx) in zip(
+      _split(h0, bounds, 0), _split(xs, bounds, 1), saved, finals):
+    h_prev = _previous(h0_k, held[0] if held else ys_k)      # [T, b, H]
+    grads.append((_gram(h_prev.reshape(-1, hidden),
+                        d_gx.reshape(-1, 4 * hidden)),)
+                 + _input_grads(xs_k, w_ih, d_gx))
+  d_w_hh, d_w_ih, d_b = (sum(g[k] for g in grads) for k in range(3))
+  d_xs = _join([g[3] for g in grads], 1)
   return d_w_ih, d_b, d_w_hh, d_xs, None, dh0, dc0
 
 
