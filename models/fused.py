@@ -77,9 +77,10 @@ faster than autodiff through a scan of `cell.step`:
    304.4 -> 157.4 MiB. The small shapes now stay under glibc's 32 MB mmap
    limit, so a call no longer page-faults its working memory afresh (see
    the README's performance section). The LSTM keeps one [T, B, 4H] array
-   rather than four [T, B, H] ones because its three weight-gradient
-   matmuls ran 0.91x as fast split four ways at the big shape (1.02x at the
-   small one); for the GRU the split ones were the faster.
+   rather than four [T, B, H] ones, and the GRU three arrays rather than one
+   [T, B, 3H] d_gx and d_an * r: `python -m benchmarks.grad_matmuls` timed
+   the weight-gradient matmuls split as 0.99x (small) and 0.93x (big) as
+   fast as whole for the LSTM, and 1.12x and 1.00x for the GRU.
 
 Shapes: T = time, B = batch, I = inputs, H = hidden, G = gates (4 LSTM, 3
 GRU). Inputs are time-major: xs [T, B, I], mask [T, B] bool or None.

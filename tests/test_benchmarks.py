@@ -54,3 +54,24 @@ def test_step_matmul_layouts_compute_the_same_recurrence():
   feature_major = step_matmul.scan_fn("feature-major", 3, 6, 5)(w)
   assert batch_major.shape == (3, 6) and feature_major.shape == (6, 3)
   assert float(jnp.max(jnp.abs(batch_major - feature_major.T))) < 1e-6
+
+
+def test_grad_matmuls_whole_and_split_forms_agree():
+  """Both forms of the weight-gradient matmuls give the same gradients, and
+  the whole form against einsums written out here."""
+  from benchmarks import grad_matmuls  # pylint: disable=g-import-not-at-top
+  shape = (3, 5, 4, 6)  # B, T, I, H
+  for cell in ("lstm", "gru"):
+    (whole_fn, whole_args), split_args = grad_matmuls.make_inputs(cell, shape)
+    whole = whole_fn(*whole_args)
+    split = grad_matmuls._split(*split_args)  # pylint: disable=protected-access
+    for a, b in zip(whole, split):
+      assert a.shape == b.shape
+      assert float(jnp.max(jnp.abs(a - b))) < 1e-5, cell
+    h, xs, w_ih, gh_parts, gx_parts = split_args
+    d_gh, d_gx = (jnp.concatenate(p, -1) for p in (gh_parts, gx_parts))
+    expected = (jnp.einsum("tbh,tbg->hg", h, d_gh),
+                jnp.einsum("tbi,tbg->ig", xs, d_gx), jnp.sum(d_gx, (0, 1)),
+                jnp.einsum("tbg,ig->tbi", d_gx, w_ih))
+    for a, b in zip(whole, expected):
+      assert float(jnp.max(jnp.abs(a - b))) < 1e-4, cell
