@@ -89,6 +89,7 @@ GRU). Inputs are time-major: xs [T, B, I], mask [T, B] bool or None.
 from __future__ import annotations
 
 import functools
+import operator
 from typing import Any, Callable, Sequence
 
 import jax
@@ -179,6 +180,11 @@ def _input_grads(xs, w_ih, d_gx):
   flat_x, flat_d = xs.reshape(-1, inputs), d_gx.reshape(-1, gates)
   d_xs = (flat_d @ w_ih.T).reshape(xs.shape)
   return _gram(flat_x, flat_d), jnp.sum(flat_d, axis=0), d_xs
+
+
+def _sum_arrays(values):
+  """The sum of arrays (no 0 + first, unlike the builtin `sum`)."""
+  return functools.reduce(operator.add, values)
 
 
 def _overwrite_step(saved, t, rows):
@@ -363,8 +369,7 @@ def _lstm_bwd(unroll, chains, residuals, cotangents):
   inputs = tuple((jnp.arange(steps), dy, c_prev, m)
                  for dy, (_, _, c_prev, *_), m in zip(
                      _split(d_ys, bounds, 1), saved, _split(mask, bounds, 1)))
-  finals, _ = _scan_chains(body, carries, inputs, reverse=True,
-                           unroll=1)
+  finals, _ = _scan_chains(body, carries, inputs, reverse=True, unroll=1)
   dh0, dc0 = _join([f[:2] for f in finals], 0)
   # Weight gradients chain by chain (summed), so that no chain's [T, b, 4H]
   # gate gradients are copied into a joined array.
@@ -375,7 +380,7 @@ def _lstm_bwd(unroll, chains, residuals, cotangents):
     grads.append((_gram(h_prev.reshape(-1, hidden),
                         d_gx.reshape(-1, 4 * hidden)),)
                  + _input_grads(xs_k, w_ih, d_gx))
-  d_w_hh, d_w_ih, d_b = (sum(g[k] for g in grads) for k in range(3))
+  d_w_hh, d_w_ih, d_b = (_sum_arrays(g[k] for g in grads) for k in range(3))
   d_xs = _join([g[3] for g in grads], 1)
   return d_w_ih, d_b, d_w_hh, d_xs, None, dh0, dc0
 
@@ -515,15 +520,20 @@ def _gru_bwd(unroll, chains, residuals, cotangents):
                                         (tuple(s[1:4]) for s in saved)))
   inputs = tuple((jnp.arange(steps), dy, hp, m) for dy, hp, m in zip(
       _split(d_ys, bounds, 1), h_prevs, _split(mask, bounds, 1)))
-  finals, _ = _scan_chains(body, carries, inputs, reverse=True,
-                           unroll=1)
-  d_rz, d_an, d_an_r = _join([f[2] for f in finals], 1)      # [T, B, .]
-  h_prev = _join(h_prevs, 1)
-  d_w_hh = _gram_parts(h_prev.reshape(-1, hidden), (d_rz, d_an_r))
-  d_b_hh = jnp.concatenate([jnp.sum(d, axis=(0, 1)) for d in (d_rz, d_an_r)])
-  d_w_ih, d_b_ih, d_xs = _input_grads_parts(xs, w_ih, (d_rz, d_an))
-  return d_w_ih, d_b_ih, d_w_hh, d_b_hh, d_xs, None, _join(
-      [f[0] for f in finals], 0)
+  finals, _ = _scan_chains(body, carries, inputs, reverse=True, unroll=1)
+  # Weight gradients chain by chain (summed), as in _lstm_bwd.
+  grads = []
+  for h_prev, xs_k, (_, _, (d_rz, d_an, d_an_r)) in zip(
+      h_prevs, _split(xs, bounds, 1), finals):                # [T, b, .]
+    grads.append(
+        (_gram_parts(h_prev.reshape(-1, hidden), (d_rz, d_an_r)),
+         jnp.concatenate([jnp.sum(d, axis=(0, 1)) for d in (d_rz, d_an_r)]))
+        + _input_grads_parts(xs_k, w_ih, (d_rz, d_an)))
+  d_w_hh, d_b_hh, d_w_ih, d_b_ih = (_sum_arrays(g[k] for g in grads)
+                                    for k in range(4))
+  d_xs = _join([g[4] for g in grads], 1)
+  return (d_w_ih, d_b_ih, d_w_hh, d_b_hh, d_xs, None,
+          _join([f[0] for f in finals], 0))
 
 
 _gru.defvjp(_gru_fwd, _gru_bwd)
