@@ -8,8 +8,8 @@ dW_ih, db and dx from the gate gradients), in interleaved rounds, in the two
 forms the backward scan could leave its gate gradients in for the same
 memory:
 
-- LSTM. whole: one [T, B, 4H] array (`_gram`, `_input_grads`); split: four
-  [T, B, H] arrays (`_gram_parts`, `_input_grads_parts`).
+- LSTM. whole: one [T, B, 4H] array; split: four [T, B, H] arrays
+  (`_gram` and `_input_grads` take either).
 - GRU. whole: d_gx = [d_rz, d_an] as one [T, B, 3H] array and d_an * r
   [T, B, H] (dW_hh then computes h^T d_an too and drops it); split: d_rz
   [T, B, 2H], d_an and d_an * r.
@@ -38,21 +38,21 @@ flags.DEFINE_integer("grad_rounds", 15, "Interleaved rounds.")
 
 def _lstm_whole(h, xs, w_ih, d_g):
   hidden = h.shape[-1]
-  d_w_hh = fused._gram(h.reshape(-1, hidden), d_g.reshape(-1, 4 * hidden))  # pylint: disable=protected-access
-  return (d_w_hh,) + fused._input_grads(xs, w_ih, d_g)  # pylint: disable=protected-access
+  d_w_hh = fused._gram(h.reshape(-1, hidden), (d_g,))  # pylint: disable=protected-access
+  return (d_w_hh,) + fused._input_grads(xs, w_ih, (d_g,))  # pylint: disable=protected-access
 
 
 def _gru_whole(h, xs, w_ih, d_gx, d_an_r):
   hidden = h.shape[-1]
-  grams = fused._gram_parts(h.reshape(-1, hidden), (d_gx, d_an_r))  # pylint: disable=protected-access
+  grams = fused._gram(h.reshape(-1, hidden), (d_gx, d_an_r))  # pylint: disable=protected-access
   d_w_hh = jnp.concatenate([grams[:, :2 * hidden], grams[:, 3 * hidden:]], -1)
-  return (d_w_hh,) + fused._input_grads(xs, w_ih, d_gx)  # pylint: disable=protected-access
+  return (d_w_hh,) + fused._input_grads(xs, w_ih, (d_gx,))  # pylint: disable=protected-access
 
 
 def _split(h, xs, w_ih, gh_parts, gx_parts):
   hidden = h.shape[-1]
-  d_w_hh = fused._gram_parts(h.reshape(-1, hidden), gh_parts)  # pylint: disable=protected-access
-  return (d_w_hh,) + fused._input_grads_parts(xs, w_ih, gx_parts)  # pylint: disable=protected-access
+  d_w_hh = fused._gram(h.reshape(-1, hidden), gh_parts)  # pylint: disable=protected-access
+  return (d_w_hh,) + fused._input_grads(xs, w_ih, gx_parts)  # pylint: disable=protected-access
 
 
 def make_inputs(cell: str, shape):

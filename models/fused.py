@@ -65,7 +65,7 @@ faster than autodiff through a scan of `cell.step`:
    d_rz, d_an and d_an * r, from which d_gx = [d_rz, d_an] and
    d_gh = [d_rz, d_an * r]) once it has used them, so no separate
    gate-gradient array exists. The GRU's weight gradients are one matmul
-   per array (`_gram_parts`), never a concatenation. Two things keep XLA
+   per array (`_gram`), never a concatenation. Two things keep XLA
    from copying the arrays (the whole of each, every step): each step reads
    the next step's slices from the arrays it has just updated
    (`_overwrite_step`), never from the arrays the update consumes; and the
@@ -156,30 +156,49 @@ def _sigmoid_scale(hidden: int, pattern: str, dtype) -> jax.Array:
 # ----------------------------------------------------------------------------
 # Shared pieces of the backward pass.
 
-def _gram(a, d):
-  """a^T @ d for a [N, K], d [N, M] -> [K, M] (weight gradients).
+def _gram(a, parts):
+  """a^T @ concat(parts, -1) for a [N, K] and parts [..., M_k] (N rows when
+  flattened) -> [K, sum M_k] (weight gradients), one matmul per part and
+  never the concatenation (point 9).
 
-  On CPU, a^T is materialised first: XLA's CPU backend hands a dot that
-  contracts the lhs's leading axis to a slower kernel than a plain
+  On CPU, a^T is materialised first, once: XLA's CPU backend hands a dot
+  that contracts the lhs's leading axis to a slower kernel than a plain
   [K, N] x [N, M] dot (here about 100 against 125-135 GFLOP/s at the
   weight-gradient shapes; up to 1.1x on a whole LSTM training step at the
   big benchmark shape). The barrier keeps XLA from folding the transpose
   back into the dot. Other backends take the transposed dot as it is.
   """
+  flat = [d.reshape(a.shape[0], -1) for d in parts]
+  def grams(a, transpose):
+    a_t = transpose(a)
+    return jnp.concatenate([a_t @ d for d in flat], axis=-1)
   return jax.lax.platform_dependent(
-      a, d, cpu=lambda a, d: jax.lax.optimization_barrier(a.T) @ d,
-      default=lambda a, d: a.T @ d)
+      a, cpu=lambda a: grams(a, lambda a: jax.lax.optimization_barrier(a.T)),
+      default=lambda a: grams(a, lambda a: a.T))
 
 
-def _input_grads(xs, w_ih, d_gx):
-  """Gradients of gx = xs @ w_ih + b from d_gx [T, B, G*H], as big matmuls.
+def _bias_grads(parts):
+  """Gradient of a bias added to the gate pre-activations, from their
+  gradients given as parts [..., M_k] along the gate axis -> [sum M_k]."""
+  return jnp.concatenate([jnp.sum(d.reshape(-1, d.shape[-1]), axis=0)
+                          for d in parts])
+
+
+def _input_grads(xs, w_ih, parts):
+  """Gradients of gx = xs @ w_ih + b from d_gx [T, B, G*H], given as parts
+  [T, B, M_k] along the gate axis (one part: the whole d_gx), as big
+  matmuls and never concatenated.
 
   Returns d_w_ih [I, G*H], d_b [G*H], d_xs [T, B, I].
   """
-  inputs, gates = w_ih.shape
-  flat_x, flat_d = xs.reshape(-1, inputs), d_gx.reshape(-1, gates)
-  d_xs = (flat_d @ w_ih.T).reshape(xs.shape)
-  return _gram(flat_x, flat_d), jnp.sum(flat_d, axis=0), d_xs
+  inputs = w_ih.shape[0]
+  flat_x = xs.reshape(-1, inputs)
+  edges = [0]
+  for d in parts:
+    edges.append(edges[-1] + d.shape[-1])
+  d_xs = _sum_arrays(d.reshape(flat_x.shape[0], -1) @ w_ih[:, lo:hi].T
+                     for d, lo, hi in zip(parts, edges[:-1], edges[1:]))
+  return _gram(flat_x, parts), _bias_grads(parts), d_xs.reshape(xs.shape)
 
 
 def _sum_arrays(values):
@@ -205,37 +224,6 @@ def _overwrite_step(saved, t, rows):
   previous = jnp.maximum(t - 1, 0)
   return saved, tuple(jax.lax.dynamic_index_in_dim(a, previous, 0, False)
                       for a in saved)
-
-
-def _gram_parts(a, parts):
-  """a^T @ concat(parts, -1) for a [N, K] and parts [..., M_k] (N rows when
-  flattened) -> [K, sum M_k], one matmul per part (as `_gram`: a^T
-  materialised once on CPU)."""
-  flat = [d.reshape(a.shape[0], -1) for d in parts]
-  def grams(a, transpose):
-    a_t = transpose(a)
-    return jnp.concatenate([a_t @ d for d in flat], axis=-1)
-  return jax.lax.platform_dependent(
-      a, cpu=lambda a: grams(a, lambda a: jax.lax.optimization_barrier(a.T)),
-      default=lambda a: grams(a, lambda a: a.T))
-
-
-def _input_grads_parts(xs, w_ih, parts):
-  """`_input_grads` from d_gx given as parts [T, B, M_k] along the gate axis
-  (never concatenated into one [T, B, G*H] array).
-
-  Returns d_w_ih [I, G*H], d_b [G*H], d_xs [T, B, I].
-  """
-  inputs = w_ih.shape[0]
-  flat_x = xs.reshape(-1, inputs)
-  edges = [0]
-  for d in parts:
-    edges.append(edges[-1] + d.shape[-1])
-  d_xs = sum(d.reshape(flat_x.shape[0], -1) @ w_ih[:, lo:hi].T
-             for d, lo, hi in zip(parts, edges[:-1], edges[1:]))
-  d_b = jnp.concatenate([jnp.sum(d, axis=tuple(range(d.ndim - 1)))
-                         for d in parts])
-  return _gram_parts(flat_x, parts), d_b, d_xs.reshape(xs.shape)
 
 
 # ----------------------------------------------------------------------------
@@ -377,9 +365,8 @@ def _lstm_bwd(unroll, chains, residuals, cotangents):
   for h0_k, xs_k, (ys_k, _, _, *held), (*_, d_gx) in zip(
       _split(h0, bounds, 0), _split(xs, bounds, 1), saved, finals):
     h_prev = _previous(h0_k, held[0] if held else ys_k)      # [T, b, H]
-    grads.append((_gram(h_prev.reshape(-1, hidden),
-                        d_gx.reshape(-1, 4 * hidden)),)
-                 + _input_grads(xs_k, w_ih, d_gx))
+    grads.append((_gram(h_prev.reshape(-1, hidden), (d_gx,)),)
+                 + _input_grads(xs_k, w_ih, (d_gx,)))
   d_w_hh, d_w_ih, d_b = (_sum_arrays(g[k] for g in grads) for k in range(3))
   d_xs = _join([g[3] for g in grads], 1)
   return d_w_ih, d_b, d_w_hh, d_xs, None, dh0, dc0
@@ -526,9 +513,9 @@ def _gru_bwd(unroll, chains, residuals, cotangents):
   for h_prev, xs_k, (_, _, (d_rz, d_an, d_an_r)) in zip(
       h_prevs, _split(xs, bounds, 1), finals):                # [T, b, .]
     grads.append(
-        (_gram_parts(h_prev.reshape(-1, hidden), (d_rz, d_an_r)),
-         jnp.concatenate([jnp.sum(d, axis=(0, 1)) for d in (d_rz, d_an_r)]))
-        + _input_grads_parts(xs_k, w_ih, (d_rz, d_an)))
+        (_gram(h_prev.reshape(-1, hidden), (d_rz, d_an_r)),
+         _bias_grads((d_rz, d_an_r)))
+        + _input_grads(xs_k, w_ih, (d_rz, d_an)))
   d_w_hh, d_b_hh, d_w_ih, d_b_ih = (_sum_arrays(g[k] for g in grads)
                                     for k in range(4))
   d_xs = _join([g[4] for g in grads], 1)
