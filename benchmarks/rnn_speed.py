@@ -15,6 +15,14 @@ of this machine's GEMM peak (a large float32 matmul measured here).
 PyTorch peers run only when torch is importable (`pip install -r
 requirements-bench.txt`); torch uses the same number of threads as cores.
 
+On a GPU (JAX's default backend 'gpu'), torch runs on CUDA too (its LSTM and
+GRU are cuDNN calls), "ours" is `models.unroll.rnn` as a user gets it (for
+the LSTM that is cuDNN through `models.cudnn`), and "ours fused" forces the
+`lax.scan` recurrences of `models.fused`. `--matmul_precision=highest` turns
+TF32 off on both sides (JAX's default precision and torch's cuDNN/matmul
+TF32 switches); the default leaves each library's defaults, both of which
+allow TF32 in cuDNN's LSTM.
+
 Columns: the median time per call; its fraction of the GEMM peak; the ratio
 of medians (ours / this: above 1 means ours is faster); the paired ratio
 (the median over rounds of this round's ours / this, which cancels drifts of
@@ -50,6 +58,9 @@ flags.DEFINE_integer("warmup_calls", 1, "Untimed calls before each "
 flags.DEFINE_list("layouts", ["single"], "single: one layer; bidirectional: "
                   "one bidirectional layer (outputs concatenated); stacked2: "
                   "two stacked layers.")
+flags.DEFINE_enum("matmul_precision", "default", ["default", "highest"],
+                  "default: each library's defaults; highest: float32 "
+                  "matmuls without TF32 on a GPU (JAX and torch).")
 flags.DEFINE_integer("chains", 0, "If > 1, also time ours with this many "
                      "batch chains (see models/fused.py).")
 
@@ -76,14 +87,19 @@ def _compiled(fn, *args) -> Impl:
   return Impl(lambda: _block(compiled(*args)), memory)
 
 
+def _on_gpu() -> bool:
+  return jax.default_backend() == "gpu"
+
+
 def ours(cell_name: str, shape, mode: str, layout: str = "single",
-         chains: int = 1) -> Impl:
+         chains: int = 1, implementation: str = "auto") -> Impl:
   batch, steps, inputs, hidden = shape
   cell = cells.get_cell(cell_name)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
   if layout == "single":
     params = cell.init(keys[0], inputs, hidden)
-    apply = lambda p, x: unroll.rnn(cell, p, x, chains=chains)[0]
+    apply = lambda p, x: unroll.rnn(cell, p, x, chains=chains,
+                                    implementation=implementation)[0]
   elif layout == "bidirectional":
     params = {"forward": cell.init(keys[0], inputs, hidden),
               "backward": cell.init(keys[1], inputs, hidden)}
@@ -137,10 +153,13 @@ def torch_rnn(cell_name: str, shape, mode: str,
               layout: str = "single") -> Impl:
   import torch  # pylint: disable=g-import-not-at-top
   batch, steps, inputs, hidden = shape
+  device = _torch_device()
   module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell_name](
       inputs, hidden, batch_first=True, bidirectional=layout == "bidirectional",
-      num_layers=2 if layout == "stacked2" else 1)
-  xs = torch.randn(batch, steps, inputs, requires_grad=(mode == "train"))
+      num_layers=2 if layout == "stacked2" else 1).to(device)
+  xs = torch.randn(batch, steps, inputs, device=device,
+                   requires_grad=(mode == "train"))
+  wait = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
   def run():
     if mode == "train":
@@ -150,11 +169,20 @@ def torch_rnn(cell_name: str, shape, mode: str,
     else:
       with torch.no_grad():
         module(xs)
+    wait()
   return Impl(run)
 
 
+def _torch_device() -> str:
+  """'cuda' when JAX runs on a GPU and torch sees one, else 'cpu'."""
+  import torch  # pylint: disable=g-import-not-at-top
+  return "cuda" if _on_gpu() and torch.cuda.is_available() else "cpu"
+
+
 def gemm_peak_flops() -> float:
-  a = jax.random.normal(jax.random.PRNGKey(0), (2048, 2048))
+  """FLOP/s of a large float32 matmul (2048^2 on a CPU, 8192^2 on a GPU)."""
+  size = 8192 if _on_gpu() else 2048
+  a = jax.random.normal(jax.random.PRNGKey(0), (size, size))
   f = jax.jit(lambda x: x @ x)
   _block(f(a))
   times = []
@@ -162,7 +190,7 @@ def gemm_peak_flops() -> float:
     start = time.perf_counter()
     _block(f(a))
     times.append(time.perf_counter() - start)
-  return 2 * 2048 ** 3 / min(times)
+  return 2 * size ** 3 / min(times)
 
 
 def model_flops(cell_name: str, shape, mode: str, layout: str = "single") -> float:
@@ -180,16 +208,26 @@ def model_flops(cell_name: str, shape, mode: str, layout: str = "single") -> flo
 
 def main(argv):
   del argv
+  highest = flags.FLAGS.matmul_precision == "highest"
+  if highest:
+    jax.config.update("jax_default_matmul_precision", "highest")
   try:
     import torch  # pylint: disable=g-import-not-at-top
     import os  # pylint: disable=g-import-not-at-top
     torch.set_num_threads(os.cpu_count() or 1)
+    if highest:
+      torch.backends.cudnn.allow_tf32 = False
+      torch.backends.cuda.matmul.allow_tf32 = False
+    torch_note = (f"torch {torch.__version__} on {_torch_device()} (cuDNN "
+                  f"TF32 {torch.backends.cudnn.allow_tf32}, matmul TF32 "
+                  f"{torch.backends.cuda.matmul.allow_tf32})")
     have_torch = True
   except ImportError:
-    have_torch = False
+    have_torch, torch_note = False, "torch: no"
   peak = gemm_peak_flops()
-  print(f"device: {jax.devices()[0].device_kind}; GEMM peak here: "
-        f"{peak / 1e9:.0f} GFLOP/s; torch: {'yes' if have_torch else 'no'}")
+  print(f"device: {jax.devices()[0].device_kind}; jax {jax.__version__}, "
+        f"matmul precision {flags.FLAGS.matmul_precision}; GEMM peak here: "
+        f"{peak / 1e9:.0f} GFLOP/s; {torch_note}")
   print("| cell | layout | shape | mode | implementation | ms/call | "
         "% GEMM peak | ours / this | paired | XLA memory MB |")
   print("|---|---|---|---|---|---|---|---|---|---|")
@@ -199,6 +237,9 @@ def main(argv):
         shape = SHAPES[shape_name]
         for mode in flags.FLAGS.modes:
           impls = {"ours": ours(cell_name, shape, mode, layout)}
+          if _on_gpu() and cell_name == "lstm":  # ours is cuDNN there
+            impls["ours fused"] = ours(cell_name, shape, mode, layout,
+                                       implementation="fused")
           if flags.FLAGS.chains > 1:
             impls[f"ours chains={flags.FLAGS.chains}"] = ours(
                 cell_name, shape, mode, layout, flags.FLAGS.chains)

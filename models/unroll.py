@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import cells as cells_lib
+from models import cudnn
 from models import fused
 from models.checks import check_one_of
 
@@ -120,6 +121,35 @@ def _time_mask(lengths: jax.Array, max_len: int) -> jax.Array:
 # ----------------------------------------------------------------------------
 # The scan.
 
+_IMPLEMENTATIONS = ("auto", "fused", "cudnn", "scan")
+_FUSED_CELLS = ("lstm", "gru")
+
+
+def _choose_implementation(cell: cells_lib.Cell, implementation: str, dtype,
+                           shape: tuple[int, int, int]) -> str:
+  """Resolves 'auto'; raises ValueError where the one asked for can't run."""
+  batch, max_len, _ = shape
+  cudnn_fits = (cell.name == "lstm" and dtype == jnp.float32 and batch > 0
+                and max_len > 0)
+  if implementation == "auto":
+    if cudnn_fits and cudnn.gpu_backend():
+      return "cudnn"
+    return "fused" if cell.name in _FUSED_CELLS else "scan"
+  if implementation == "fused" and cell.name not in _FUSED_CELLS:
+    raise ValueError(f"implementation='fused' covers the cells named "
+                     f"{list(_FUSED_CELLS)}, not {cell.name!r}; use 'auto' or "
+                     f"'scan'")
+  if implementation == "cudnn":
+    if not cudnn_fits:
+      raise ValueError(f"implementation='cudnn' runs a float32 LSTM on a "
+                       f"non-empty batch; got cell {cell.name!r}, dtype "
+                       f"{jnp.dtype(dtype).name}, [B, T] = {[batch, max_len]}")
+    if not cudnn.gpu_backend():
+      raise ValueError(f"implementation='cudnn' needs a GPU backend; JAX's "
+                       f"default backend is {jax.default_backend()!r}")
+  return implementation
+
+
 def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
         lengths: jax.Array | None = None, *, reverse: bool = False,
         initial_state: Any = None, unroll: int = 1,
@@ -138,10 +168,13 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
       by default.
     unroll: steps per scan iteration, passed to `lax.scan` (the fused LSTM
       and GRU take at least 2 in a forward pass that is not differentiated).
-    implementation: 'auto' uses the hand-differentiated recurrences of
-      `models.fused` for the LSTM and the reset_after GRU (cells named 'lstm'
-      and 'gru'); 'scan' forces the generic scan of `cell.step`,
-      differentiated by JAX. Both compute the same numbers.
+    implementation: 'fused': the hand-differentiated recurrences of
+      `models.fused` (cells named 'lstm' and 'gru', the latter reset_after);
+      'cudnn': the LSTM as one cuDNN call (`models.cudnn`; float32, GPU
+      only); 'scan': the generic scan of `cell.step`, differentiated by JAX;
+      'auto' (default): 'cudnn' for a float32 LSTM on a GPU, else 'fused'
+      where it applies, else 'scan'. All compute the same function (cuDNN
+      to its matmul precision, see `models.cudnn`).
     chains: (fused path only) split the batch into this many independent
       slices advanced side by side in one scan, which the CPU may run on
       different cores (see `models.fused`); in [1, B]. Results do not depend
@@ -151,9 +184,7 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
     ys: [B, T, H] outputs in the input's time order, zero on padding.
     final_state: the state after each sequence's last real step.
   """
-  if implementation not in ("auto", "scan"):
-    raise ValueError(f"implementation: expected 'auto' or 'scan', got "
-                     f"{implementation!r}")
+  check_one_of("implementation", implementation, _IMPLEMENTATIONS)
   input_size, hidden = _check_params(cell, params, "params")
   _check_inputs(xs, input_size)
   batch, max_len, _ = xs.shape
@@ -169,8 +200,15 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
   if reverse:
     xs_tm = reverse_within_length(xs_tm, lengths)
 
-  use_fused = implementation == "auto" and cell.name in ("lstm", "gru")
-  if use_fused:  # the input projection happens inside the fused loop
+  implementation = _choose_implementation(cell, implementation, dtype, xs.shape)
+  if implementation == "cudnn":
+    ys, h, c = cudnn.lstm(params, jnp.swapaxes(xs_tm, 0, 1), lengths,
+                          initial_state.h, initial_state.c)
+    if reverse:
+      ys = jnp.swapaxes(reverse_within_length(jnp.swapaxes(ys, 0, 1), lengths),
+                        0, 1)
+    return ys, cells_lib.LSTMState(h, c)
+  if implementation == "fused":  # the input projection happens inside the loop
     mask = None if lengths is None else _time_mask(lengths, max_len)
     chains = 1 if batch == 0 else chains
     if cell.name == "lstm":

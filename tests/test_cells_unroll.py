@@ -471,6 +471,7 @@ def test_chains_out_of_range_is_an_error():
 
 def test_unknown_implementation_is_an_error():
   cell = cells.lstm()
-  with pytest.raises(ValueError, match="implementation: expected 'auto' or 'scan'"):
+  with pytest.raises(ValueError, match=r"implementation: expected one of "
+                     r"\('auto', 'fused', 'cudnn', 'scan'\), got 'cuda'"):
     unroll.rnn(cell, cell.init(jax.random.PRNGKey(0), I, H), jnp.zeros((B, T, I)),
-               implementation="cudnn")
+               implementation="cuda")
