@@ -17,9 +17,9 @@ requirements-bench.txt`); torch uses the same number of threads as cores.
 
 On a GPU (JAX's default backend 'gpu'), torch runs on CUDA too (its LSTM and
 GRU are cuDNN calls), "ours" is `models.unroll.rnn` as a user gets it (for
-the LSTM that is cuDNN through `models.cudnn`), and "ours fused" forces the
-`lax.scan` recurrences of `models.fused`. `--matmul_precision=highest` turns
-TF32 off on both sides (JAX's default precision and torch's cuDNN/matmul
+both cells, the fused `lax.scan` of `models.fused`), and for the LSTM "ours
+cudnn" is the same layer through cuDNN (`implementation='cudnn'`).
+`--matmul_precision=highest` turns TF32 off on both sides (JAX's default precision and torch's cuDNN/matmul
 TF32 switches); the default leaves each library's defaults, both of which
 allow TF32 in cuDNN's LSTM.
 
@@ -103,11 +103,13 @@ def ours(cell_name: str, shape, mode: str, layout: str = "single",
   elif layout == "bidirectional":
     params = {"forward": cell.init(keys[0], inputs, hidden),
               "backward": cell.init(keys[1], inputs, hidden)}
-    apply = lambda p, x: unroll.bidirectional(cell, p, x, chains=chains)[0]
+    apply = lambda p, x: unroll.bidirectional(
+        cell, p, x, chains=chains, implementation=implementation)[0]
   else:
     params = [cell.init(keys[0], inputs, hidden),
               cell.init(keys[1], hidden, hidden)]
-    apply = lambda p, x: unroll.stacked(cell, p, x, chains=chains)[0]
+    apply = lambda p, x: unroll.stacked(
+        cell, p, x, chains=chains, implementation=implementation)[0]
   xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, inputs))
 
   def loss(p, x):
@@ -237,9 +239,9 @@ def main(argv):
         shape = SHAPES[shape_name]
         for mode in flags.FLAGS.modes:
           impls = {"ours": ours(cell_name, shape, mode, layout)}
-          if _on_gpu() and cell_name == "lstm":  # ours is cuDNN there
-            impls["ours fused"] = ours(cell_name, shape, mode, layout,
-                                       implementation="fused")
+          if _on_gpu() and cell_name == "lstm":
+            impls["ours cudnn"] = ours(cell_name, shape, mode, layout,
+                                       implementation="cudnn")
           if flags.FLAGS.chains > 1:
             impls[f"ours chains={flags.FLAGS.chains}"] = ours(
                 cell_name, shape, mode, layout, flags.FLAGS.chains)

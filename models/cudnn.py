@@ -4,9 +4,11 @@ B = batch, T = time, I = input features, H = hidden units.
 
 cuDNN runs a whole LSTM layer, forward and backward through time, as one
 library call, as PyTorch's `nn.LSTM` does on a GPU; a `lax.scan` launches
-several small kernels per time step instead. `models.unroll.rnn` uses this
-path for float32 LSTMs when JAX's default backend is a GPU
-(`implementation='auto'`), and on request (`implementation='cudnn'`).
+several small kernels per time step instead. `models.unroll.rnn` takes this
+path on request (`implementation='cudnn'`, float32 LSTMs on a GPU): for
+numerics as PyTorch's GPU LSTM gets them. It is not the default because on
+an H200 the fused `lax.scan` of `models.fused` trained 1.3-1.5x faster and
+planned a seventh of the memory (README, Performance).
 
 Our parameters map onto cuDNN's packed weight vector without loss: the gate
 order is the same (i, f, g, o), cuDNN's W_ih [4H, I] and W_hh [4H, H] are our
@@ -47,7 +49,7 @@ def pack_lstm_weights(params: Params) -> jax.Array:
   Layout (see `jax.experimental.rnn`): W_ih [4H, I], W_hh [4H, H], b_ih [4H],
   b_hh [4H], each flattened row-major, in that order.
   """
-  w_ih, w_hh, b = params["w_ih"], params["w_hh"], params["b"]
+  w_ih, w_hh, b = (params[k].astype(jnp.float32) for k in ("w_ih", "w_hh", "b"))
   return jnp.concatenate([w_ih.T.reshape(-1), w_hh.T.reshape(-1),
                           b.reshape(-1), jnp.zeros_like(b).reshape(-1)])
 
@@ -81,6 +83,7 @@ def lstm(params: Params, xs: jax.Array, lengths: jax.Array | None,
   """
   batch, max_len, input_size = xs.shape
   hidden = params["w_hh"].shape[0]
+  xs, h0, c0 = (a.astype(jnp.float32) for a in (xs, h0, c0))
   if lengths is None:
     seq_lengths = jnp.full((batch,), max_len, jnp.int32)
   else:

@@ -91,28 +91,34 @@ def test_cudnn_path_equals_fused_with_reference_kernel(reference_gpu, reverse,
     np.testing.assert_array_equal(final.h[2], init.h[2])
 
 
-def test_auto_takes_cudnn_only_for_float32_lstm_on_gpu(monkeypatch):
+def test_auto_never_takes_cudnn(monkeypatch):
+  """'auto' is the fused scan, on a GPU too (faster there, see the README)."""
   calls = []
 
   def recording_kernel(*args, **kwargs):
     calls.append(kwargs)
     return _reference_kernel(*args, **kwargs)
   monkeypatch.setattr(cudnn, "_cudnn_kernel", recording_kernel)
-  xs = jnp.ones((B, T, I))
-  lstm, gru = cells.lstm(), cells.gru()
-  lstm_params = lstm.init(jax.random.PRNGKey(0), I, H)
-  monkeypatch.setattr(cudnn, "gpu_backend", lambda: False)
-  unroll.rnn(lstm, lstm_params, xs)                          # no GPU: fused
-  assert not calls
   monkeypatch.setattr(cudnn, "gpu_backend", lambda: True)
-  unroll.rnn(lstm, lstm_params, xs)
+  lstm = cells.lstm()
+  params = lstm.init(jax.random.PRNGKey(0), I, H)
+  xs = jnp.ones((B, T, I))
+  unroll.rnn(lstm, params, xs)
+  unroll.stacked(lstm, [params], xs)
+  assert not calls
+  unroll.stacked(lstm, [params], xs, implementation="cudnn")
   assert calls == [{"input_size": I, "hidden": H}]
-  unroll.rnn(gru, gru.init(jax.random.PRNGKey(0), I, H), xs)
-  unroll.rnn(lstm, jax.tree_util.tree_map(lambda a: a.astype(jnp.bfloat16),
-                                          lstm_params),
-             xs.astype(jnp.bfloat16))
-  unroll.rnn(lstm, lstm_params, xs, implementation="fused")
-  assert len(calls) == 1
+
+
+def test_cudnn_path_casts_mixed_inputs_to_float32(reference_gpu):
+  """bfloat16 inputs with float32 params: a float32 LSTM, as with 'fused'."""
+  del reference_gpu
+  params = _random_params(cells.lstm(), jax.random.PRNGKey(11))
+  xs = jax.random.normal(jax.random.PRNGKey(12), (B, T, I)).astype(jnp.bfloat16)
+  got, _ = unroll.rnn(cells.lstm(), params, xs, implementation="cudnn")
+  want, _ = unroll.rnn(cells.lstm(), params, xs, implementation="fused")
+  assert got.dtype == want.dtype == jnp.float32
+  np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
 
 
 def test_cudnn_requests_that_cannot_run_are_errors(monkeypatch):
@@ -161,9 +167,9 @@ def test_cudnn_kernel_equals_fused_on_gpu(reverse, with_lengths):
 
 
 @on_gpu
-def test_cudnn_kernel_in_bidirectional_stack_on_gpu(monkeypatch):
-  """A 2-layer bidirectional stack at a realistic size: 'auto' (cuDNN on a
-  GPU) against the fused scan, values and gradients."""
+def test_cudnn_kernel_in_bidirectional_stack_on_gpu():
+  """A 2-layer bidirectional stack at a realistic size: cuDNN against the
+  fused scan, values and gradients."""
   lstm = cells.lstm()
   keys = jax.random.split(jax.random.PRNGKey(9), 4)
   layers = [{"forward": lstm.init(keys[0], 32, 64),
@@ -173,13 +179,13 @@ def test_cudnn_kernel_in_bidirectional_stack_on_gpu(monkeypatch):
   xs = jax.random.normal(jax.random.PRNGKey(10), (16, 50, 32))
   lengths = jnp.arange(16) * 3 + 5
 
-  def loss(layers):
-    ys, _ = unroll.stacked(lstm, layers, xs, lengths, bidirectional=True)
+  def loss(layers, implementation):
+    ys, _ = unroll.stacked(lstm, layers, xs, lengths, bidirectional=True,
+                           implementation=implementation)
     return jnp.mean(ys ** 2)
   with jax.default_matmul_precision("highest"):
-    got = jax.value_and_grad(loss)(layers)
-    monkeypatch.setattr(cudnn, "gpu_backend", lambda: False)  # auto -> fused
-    want = jax.value_and_grad(loss)(layers)
+    got = jax.value_and_grad(loss)(layers, "cudnn")
+    want = jax.value_and_grad(loss)(layers, "fused")
   jax.tree_util.tree_map(
       lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-3),
       got, want)
