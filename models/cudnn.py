@@ -7,8 +7,9 @@ library call, as PyTorch's `nn.LSTM` does on a GPU; a `lax.scan` launches
 several small kernels per time step instead. `models.unroll.rnn` takes this
 path on request (`implementation='cudnn'`, float32 LSTMs on a GPU): for
 numerics as PyTorch's GPU LSTM gets them. It is not the default because on
-an H200 the fused `lax.scan` of `models.fused` trained 1.3-1.5x faster and
-planned a seventh of the memory (README, Performance).
+an H200 the fused `lax.scan` of `models.fused` was 1.26-1.29x faster in
+training (1.65-1.67x in the forward pass) and XLA planned a sixth to a
+seventh of the memory for a training step (README, Performance).
 
 Our parameters map onto cuDNN's packed weight vector without loss: the gate
 order is the same (i, f, g, o), cuDNN's W_ih [4H, I] and W_hh [4H, H] are our

@@ -140,6 +140,8 @@ def test_cudnn_requests_that_cannot_run_are_errors(monkeypatch):
                xs.astype(jnp.bfloat16), implementation="cudnn")
   with pytest.raises(ValueError, match=r"\[B, T\] = \[4, 0\]"):
     unroll.rnn(lstm, params, jnp.ones((B, 0, I)), implementation="cudnn")
+  with pytest.raises(ValueError, match="takes chains=1, got 2"):
+    unroll.rnn(lstm, params, xs, implementation="cudnn", chains=2)
   elman = cells.elman()
   with pytest.raises(ValueError, match="'fused' covers the cells named "
                      r"\['lstm', 'gru'\], not 'rnn_tanh'"):
