@@ -19,9 +19,9 @@ On a GPU (JAX's default backend 'gpu'), torch runs on CUDA too (its LSTM and
 GRU are cuDNN calls), "ours" is `models.unroll.rnn` as a user gets it (for
 both cells, the fused `lax.scan` of `models.fused`), and for the LSTM "ours
 cudnn" is the same layer through cuDNN (`implementation='cudnn'`).
-`--matmul_precision=highest` turns TF32 off on both sides (JAX's default precision and torch's cuDNN/matmul
-TF32 switches); the default leaves each library's defaults, both of which
-allow TF32 in cuDNN's LSTM.
+`--matmul_precision=highest` turns TF32 off on both sides (JAX's default
+precision and torch's cuDNN/matmul TF32 switches); the default leaves each
+library's defaults, both of which allow TF32 in cuDNN's LSTM.
 
 Columns: the median time per call; its fraction of the GEMM peak; the ratio
 of medians (ours / this: above 1 means ours is faster); the paired ratio
@@ -45,7 +45,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks.timing import paired_ratio, time_interleaved
-from models import cells, unroll
+from models import cells, cudnn, unroll
 
 flags.DEFINE_list("cells", ["lstm", "gru"], "Cells to time.")
 flags.DEFINE_list("shapes", ["small", "big"], "Shapes to time.")
@@ -87,29 +87,23 @@ def _compiled(fn, *args) -> Impl:
   return Impl(lambda: _block(compiled(*args)), memory)
 
 
-def _on_gpu() -> bool:
-  return jax.default_backend() == "gpu"
-
-
 def ours(cell_name: str, shape, mode: str, layout: str = "single",
          chains: int = 1, implementation: str = "auto") -> Impl:
   batch, steps, inputs, hidden = shape
   cell = cells.get_cell(cell_name)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
+  options = dict(chains=chains, implementation=implementation)
   if layout == "single":
     params = cell.init(keys[0], inputs, hidden)
-    apply = lambda p, x: unroll.rnn(cell, p, x, chains=chains,
-                                    implementation=implementation)[0]
+    apply = lambda p, x: unroll.rnn(cell, p, x, **options)[0]
   elif layout == "bidirectional":
     params = {"forward": cell.init(keys[0], inputs, hidden),
               "backward": cell.init(keys[1], inputs, hidden)}
-    apply = lambda p, x: unroll.bidirectional(
-        cell, p, x, chains=chains, implementation=implementation)[0]
+    apply = lambda p, x: unroll.bidirectional(cell, p, x, **options)[0]
   else:
     params = [cell.init(keys[0], inputs, hidden),
               cell.init(keys[1], hidden, hidden)]
-    apply = lambda p, x: unroll.stacked(
-        cell, p, x, chains=chains, implementation=implementation)[0]
+    apply = lambda p, x: unroll.stacked(cell, p, x, **options)[0]
   xs = jax.random.normal(jax.random.PRNGKey(1), (batch, steps, inputs))
 
   def loss(p, x):
@@ -178,12 +172,12 @@ def torch_rnn(cell_name: str, shape, mode: str,
 def _torch_device() -> str:
   """'cuda' when JAX runs on a GPU and torch sees one, else 'cpu'."""
   import torch  # pylint: disable=g-import-not-at-top
-  return "cuda" if _on_gpu() and torch.cuda.is_available() else "cpu"
+  return "cuda" if cudnn.gpu_backend() and torch.cuda.is_available() else "cpu"
 
 
 def gemm_peak_flops() -> float:
   """FLOP/s of a large float32 matmul (2048^2 on a CPU, 8192^2 on a GPU)."""
-  size = 8192 if _on_gpu() else 2048
+  size = 8192 if cudnn.gpu_backend() else 2048
   a = jax.random.normal(jax.random.PRNGKey(0), (size, size))
   f = jax.jit(lambda x: x @ x)
   _block(f(a))
@@ -239,7 +233,7 @@ def main(argv):
         shape = SHAPES[shape_name]
         for mode in flags.FLAGS.modes:
           impls = {"ours": ours(cell_name, shape, mode, layout)}
-          if _on_gpu() and cell_name == "lstm":
+          if cudnn.gpu_backend() and cell_name == "lstm":
             impls["ours cudnn"] = ours(cell_name, shape, mode, layout,
                                        implementation="cudnn")
           if flags.FLAGS.chains > 1:

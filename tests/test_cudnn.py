@@ -16,7 +16,7 @@ import pytest
 from models import cells, cudnn, unroll
 from tests.test_cells_unroll import B, H, I, LENGTHS, T, _python_loop, _random_params
 
-on_gpu = pytest.mark.skipif(jax.default_backend() != "gpu",
+on_gpu = pytest.mark.skipif(not cudnn.gpu_backend(),
                             reason="the cuDNN kernel needs a GPU")
 
 
@@ -125,7 +125,7 @@ def test_cudnn_requests_that_cannot_run_are_errors(monkeypatch):
   lstm = cells.lstm()
   params = lstm.init(jax.random.PRNGKey(0), I, H)
   xs = jnp.ones((B, T, I))
-  if jax.default_backend() != "gpu":
+  if not cudnn.gpu_backend():  # the real backend: not patched yet
     with pytest.raises(ValueError, match="'cudnn' needs a GPU backend; JAX's "
                        "default backend is 'cpu'"):
       unroll.rnn(lstm, params, xs, implementation="cudnn")
