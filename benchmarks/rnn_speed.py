@@ -23,7 +23,9 @@ cudnn" is the same layer through cuDNN (`implementation='cudnn'`).
 precision and torch's cuDNN/matmul TF32 switches); the default leaves each
 library's defaults, both of which allow TF32 in cuDNN's LSTM.
 
-Columns: the median time per call; its fraction of the GEMM peak; the ratio
+Columns: the median time per call; its fraction of the GEMM peak (the best
+rate of a large matmul measured at the start and before each group of rows);
+the ratio
 of medians (ours / this: above 1 means ours is faster); the paired ratio
 (the median over rounds of this round's ours / this, which cancels drifts of
 the machine's speed between rounds); and, for JAX implementations, the
@@ -76,6 +78,7 @@ class Impl:
   """One implementation to time: `run()` makes one call and waits for it."""
   run: Callable[[], object]
   memory_bytes: int | None = None  # XLA temporaries + outputs, if known
+  hlo_text: str | None = None  # the compiled program, if known
 
 
 def _compiled(fn, *args) -> Impl:
@@ -84,7 +87,7 @@ def _compiled(fn, *args) -> Impl:
   analysis = compiled.memory_analysis()
   memory = None if analysis is None else (analysis.temp_size_in_bytes +
                                           analysis.output_size_in_bytes)
-  return Impl(lambda: _block(compiled(*args)), memory)
+  return Impl(lambda: _block(compiled(*args)), memory, compiled.as_text())
 
 
 def ours(cell_name: str, shape, mode: str, layout: str = "single",
@@ -232,6 +235,9 @@ def main(argv):
       for shape_name in flags.FLAGS.shapes:
         shape = SHAPES[shape_name]
         for mode in flags.FLAGS.modes:
+          # The best GEMM rate so far: one measurement can land in a burst of
+          # load from elsewhere on a shared machine.
+          peak = max(peak, gemm_peak_flops())
           impls = {"ours": ours(cell_name, shape, mode, layout)}
           if cudnn.gpu_backend() and cell_name == "lstm":
             impls["ours cudnn"] = ours(cell_name, shape, mode, layout,
@@ -258,6 +264,8 @@ def main(argv):
                   f"{seconds / medians['ours']:.2f}x | "
                   f"{paired_ratio(samples['ours'], samples[name]):.2f}x | "
                   f"{memory} |", flush=True)
+  print(f"GEMM peak: {peak / 1e9:.0f} GFLOP/s, the best of measurements before "
+        "each group of rows (each row's % uses the best until then)")
 
 
 if __name__ == "__main__":

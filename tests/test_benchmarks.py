@@ -75,3 +75,57 @@ def test_grad_matmuls_whole_and_split_forms_agree():
                 jnp.einsum("tbg,ig->tbi", d_gx, w_ih))
     for a, b in zip(whole, expected):
       assert float(jnp.max(jnp.abs(a - b))) < 1e-4, cell
+
+
+def test_thunk_profile_splits_a_call_into_phases():
+  from benchmarks import thunk_profile  # pylint: disable=g-import-not-at-top
+  x = lambda name, ts, dur: {"ph": "X", "name": name, "ts": ts, "dur": dur}
+  trace = [x("PjitFunction(loss)", 0, 50), x("PjitFunction(loss)", 5, 40),
+           x("ThunkExecutor::Execute", 90, 9000), x("$api.py:1 block", 0, 9),
+           x("while.3", 990, 3000), {"ph": "i", "name": "marker", "ts": 1},
+           x("a", 100, 900)]
+  trace += [x("s1", t, 500) for t in (1000, 2000, 3000)]   # loop 1
+  trace += [x("s2", t, 400) for t in (1500, 2500, 3500)]   # loop 1
+  trace += [x("b1", t, 100) for t in (4000, 4200)]         # loop 2
+  trace += [x("p", 5000, 1000), x("PjitFunction(loss)", 20000, 50),
+            x("a", 20100, 300)]
+  calls, events = thunk_profile.thunk_events(trace)
+  assert calls == [0.0, 20000.0]  # the nested jit wrapper's event is merged
+  assert {e.name for e in events} == {"a", "s1", "s2", "b1", "p"}
+  first, second = thunk_profile.split_calls(calls, events)
+  assert len(first) == 10 and [e.name for e in second] == ["a"]
+  got = [(p.name, round(p.ms, 3), p.thunks)
+         for p in thunk_profile.phases(first, calls[0])]
+  assert got == [("before the first loop", 1.0, []),
+                 ("loop 1 (3 runs of its thunks)", 2.9, ["s1", "s2"]),
+                 ("between loops 1 and 2", 0.1, []),
+                 ("loop 2 (2 runs of its thunks)", 0.3, ["b1"]),
+                 ("after the last loop", 1.7, [])]
+  assert [p.name for p in thunk_profile.phases(second, calls[1])] == [
+      "whole call"]
+
+
+def test_thunk_profile_reads_shapes_and_sources_from_hlo_text():
+  from benchmarks import thunk_profile  # pylint: disable=g-import-not-at-top
+  text = ('  %ynn_fusion.2 = f32[64,512]{1,0} fusion(%a, %b), kind=kCustom, '
+          'metadata={op_name="jit(loss)/while/body/dot_general" '
+          'stack_frame_id=87}\n'
+          '  ROOT %copy.4 = f32[8]{0} copy(%c)\n')
+  assert thunk_profile.hlo_sources(text) == {
+      "ynn_fusion.2": ("f32[64,512]{1,0}", "jit(loss)/while/body/dot_general"),
+      "copy.4": ("f32[8]{0}", "")}
+
+
+def test_thunk_profile_traces_a_real_scan():
+  from benchmarks import thunk_profile  # pylint: disable=g-import-not-at-top
+  w = jnp.full((16, 16), 0.1)
+  fn = jax.jit(lambda w: jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None),
+                                      jnp.ones((4, 16)), None, length=7)[0])
+  jax.block_until_ready(fn(w))
+  calls, events = thunk_profile.thunk_events(
+      thunk_profile._trace(lambda: jax.block_until_ready(fn(w)), 2))  # pylint: disable=protected-access
+  assert len(calls) == 2
+  per_call = thunk_profile.split_calls(calls, events)
+  loops = [p for p in thunk_profile.phases(per_call[0], calls[0])
+           if p.name.startswith("loop")]
+  assert [p.name for p in loops] == ["loop 1 (7 runs of its thunks)"]
