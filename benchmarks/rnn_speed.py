@@ -25,12 +25,12 @@ library's defaults, both of which allow TF32 in cuDNN's LSTM.
 
 Columns: the median time per call; its fraction of the GEMM peak (the best
 rate of a large matmul measured at the start and before each group of rows);
-the ratio
-of medians (ours / this: above 1 means ours is faster); the paired ratio
-(the median over rounds of this round's ours / this, which cancels drifts of
-the machine's speed between rounds); and, for JAX implementations, the
-working memory XLA plans for one call (temporary buffers + outputs, from the
-compiled program's memory analysis; parameters and inputs are not counted).
+the ratio of medians (ours / this: above 1 means ours is faster); the paired
+ratio (the median over rounds of this round's ours / this, which cancels
+drifts of the machine's speed between rounds); and, for JAX implementations,
+the working memory XLA plans for one call (temporary buffers + outputs, from
+the compiled program's memory analysis; parameters and inputs are not
+counted).
 """
 
 from __future__ import annotations

@@ -166,6 +166,9 @@ def main(argv):
     impl.run()
   calls, events = thunk_events(_trace(impl.run, f.profile_calls))
   per_call = split_calls(calls, events)
+  if not calls or not any(per_call):
+    raise SystemExit("no calls or no thunk events in the trace: this reads "
+                     "the events of XLA's CPU runtime (JAX_PLATFORMS=cpu)")
   sources = hlo_sources(impl.hlo_text or "")
   walls = [(max(e.start + e.duration for e in evs) - start) / 1e3
            for start, evs in zip(calls, per_call) if evs]
