@@ -12,7 +12,9 @@ HLO instruction). Prints, as medians over the calls:
   run more than once per call, grouped by overlapping time spans: the
   forward scan, the backward scan), between loops, and after the last loop;
 - the thunks with the most time per call, with their runs per call, time
-  per run, result shape and where in the program they come from (the HLO
+  per run, GFLOP/s for matmuls (from the dot shapes in the compiled HLO,
+  over the median time per run), result shape and where in the program
+  they come from (the HLO
   op_name: `jvp()` is the forward pass of a training step, `transpose(...)`
   the backward pass, `while/body` a loop).
 
@@ -144,6 +146,52 @@ def hlo_sources(hlo_text: str) -> dict[str, tuple[str, str]]:
   return sources
 
 
+def _dims(shape: str) -> list[int]:
+  """[64, 512] from 'f32[64,512]{1,0}'."""
+  inside = shape[shape.index("[") + 1:shape.index("]")]
+  return [int(d) for d in inside.split(",") if d]
+
+
+def dot_flops(hlo_text: str) -> dict[str, float]:
+  """instruction name -> matmul FLOPs, for dots and for fusions that call
+  computations with dots (2 * output elements * contracted size)."""
+  instruction = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\w+\[[\d,]*\])\S* (\w[\w-]*)\(([^)]*)\)")
+  header = re.compile(r"^(?:ENTRY )?%([\w.\-]+) \(")
+  shapes, dots, calls = {}, {}, {}
+  computation = ""
+  for line in hlo_text.splitlines():
+    h = header.match(line)
+    if h:
+      computation = h.group(1)
+      continue
+    m = instruction.match(line)
+    if not m:
+      continue
+    name, shape, op, operands = m.groups()
+    shapes[name] = _dims(shape)
+    if op == "dot":
+      lhs = shapes.get(operands.split(",")[0].strip().lstrip("%"), [])
+      contracting = re.search(r"lhs_contracting_dims=\{([\d,]*)\}", line)
+      size = 1
+      for d in (contracting.group(1).split(",") if contracting else []):
+        if d and int(d) < len(lhs):
+          size *= lhs[int(d)]
+      flops = 2.0 * size
+      for d in shapes[name]:
+        flops *= d
+      dots[name] = flops
+      dots.setdefault("%" + computation, 0.0)
+      dots["%" + computation] += flops
+    called = re.search(r"calls=%([\w.\-]+)", line)
+    if called:
+      calls[name] = called.group(1)
+  result = {n: f for n, f in dots.items() if not n.startswith("%")}
+  for name, computation in calls.items():
+    if "%" + computation in dots:
+      result[name] = dots["%" + computation]
+  return result
+
+
 def _trace(run, calls: int) -> list[dict]:
   with tempfile.TemporaryDirectory() as directory:
     with jax.profiler.trace(directory, create_perfetto_trace=True):
@@ -188,13 +236,17 @@ def main(argv):
   for e in events:
     totals.setdefault(e.name, []).append(e.duration)
   ranked = sorted(totals.items(), key=lambda kv: -sum(kv[1]))[:f.profile_top]
-  print("\n| thunk | ms per call | runs per call | us per run | result | "
-        "op_name |\n|---|---|---|---|---|---|")
+  flops = dot_flops(impl.hlo_text or "")
+  print("\n| thunk | ms per call | runs per call | us per run | GFLOP/s | "
+        "result | op_name |\n|---|---|---|---|---|---|---|")
   for name, durations in ranked:
     runs = len(durations) / len(per_call)
     shape_text, op_name = sources.get(name, ("", ""))
+    per_run = statistics.median(durations)
+    rate = (f"{flops[name] / per_run / 1e3:.0f}" if name in flops and per_run
+            else "")
     print(f"| {name} | {sum(durations) / len(per_call) / 1e3:.1f} | "
-          f"{runs:g} | {statistics.median(durations):.0f} | {shape_text} | "
+          f"{runs:g} | {per_run:.0f} | {rate} | {shape_text} | "
           f"{op_name[-60:]} |")
 
 

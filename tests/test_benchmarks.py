@@ -129,3 +129,26 @@ def test_thunk_profile_traces_a_real_scan():
   loops = [p for p in thunk_profile.phases(per_call[0], calls[0])
            if p.name.startswith("loop")]
   assert [p.name for p in loops] == ["loop 1 (7 runs of its thunks)"]
+
+
+def test_thunk_profile_counts_matmul_flops_of_dots_and_fusions():
+  from benchmarks import thunk_profile  # pylint: disable=g-import-not-at-top
+  text = """%fused_computation.2 (param_0.2: f32[64,1536], param_1.2: f32[1536,512]) -> f32[64,512] {
+  %param_0.2 = f32[64,1536]{1,0} parameter(0)
+  %param_1.2 = f32[1536,512]{1,0} parameter(1)
+  ROOT %dot_general.18 = f32[64,512]{1,0} dot(%param_0.2, %param_1.2), lhs_contracting_dims={1}, rhs_contracting_dims={0}, metadata={op_name="a/dot_general"}
+}
+
+ENTRY %main.3 (a: f32[8,4,6], b: f32[8,6,5]) -> f32[64,512] {
+  %a = f32[8,4,6]{2,1,0} parameter(0)
+  %b = f32[8,6,5]{2,1,0} parameter(1)
+  %bmm = f32[8,4,5]{2,1,0} dot(%a, %b), lhs_batch_dims={0}, lhs_contracting_dims={2}, rhs_batch_dims={0}, rhs_contracting_dims={1}
+  %x = f32[64,1536]{1,0} parameter(2)
+  %w = f32[1536,512]{1,0} parameter(3)
+  ROOT %ynn_fusion.2 = f32[64,512]{1,0} fusion(%x, %w), kind=kCustom, calls=%fused_computation.2
+}
+"""
+  flops = thunk_profile.dot_flops(text)
+  assert flops["ynn_fusion.2"] == 2 * 64 * 512 * 1536
+  assert flops["bmm"] == 2 * 8 * 4 * 5 * 6
+  assert "a" not in flops and "x" not in flops
