@@ -17,6 +17,7 @@ declare -A CMD=(
   [adding_gru_200]="experiments.adding --config=experiments/configs/adding.py:200 --config.cell=gru"
   [adding_rnn_200]="experiments.adding --config=experiments/configs/adding.py:200 --config.cell=rnn --config.max_train_examples=74000"
   [adding_lstm_500]="experiments.adding --config=experiments/configs/adding.py:500 --config.cell=lstm"
+  [adding_lstm_200_fb4]="experiments.adding --config=experiments/configs/adding.py:200 --config.cell=lstm --config.forget_bias=4.0"
   [adding_lstm_500_fb4]="experiments.adding --config=experiments/configs/adding.py:500 --config.cell=lstm --config.forget_bias=4.0"
   [adding_gru_500]="experiments.adding --config=experiments/configs/adding.py:500 --config.cell=gru"
   [adding_rnn_500]="experiments.adding --config=experiments/configs/adding.py:500 --config.cell=rnn --config.max_train_examples=74000"
@@ -29,8 +30,8 @@ declare -A CMD=(
 )
 ORDER="adding_lstm_100 adding_gru_100 adding_rnn_100 order_6a_lstm order_6a_gru
   order_6a_rnn reber_lstm reber_gru reber_rnn adding_lstm_200 adding_gru_200
-  adding_rnn_200 adding_lstm_500_fb4 adding_lstm_500 adding_gru_500
-  adding_rnn_500"
+  adding_lstm_200_fb4 adding_rnn_200 adding_lstm_500_fb4 adding_lstm_500
+  adding_gru_500 adding_rnn_500"
 ROWS=${ROWS:-$ORDER}
 
 run_row() {
