@@ -38,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -78,7 +78,7 @@ class Impl:
   """One implementation to time: `run()` makes one call and waits for it."""
   run: Callable[[], object]
   memory_bytes: int | None = None  # XLA temporaries + outputs, if known
-  hlo_text: str | None = None  # the compiled program, if known
+  compiled: Any = None  # the compiled XLA program, if there is one
 
 
 def _compiled(fn, *args) -> Impl:
@@ -87,7 +87,7 @@ def _compiled(fn, *args) -> Impl:
   analysis = compiled.memory_analysis()
   memory = None if analysis is None else (analysis.temp_size_in_bytes +
                                           analysis.output_size_in_bytes)
-  return Impl(lambda: _block(compiled(*args)), memory, compiled.as_text())
+  return Impl(lambda: _block(compiled(*args)), memory, compiled)
 
 
 def ours(cell_name: str, shape, mode: str, layout: str = "single",

@@ -133,10 +133,14 @@ def split_calls(calls: list[float], events: list[Event]) -> list[list[Event]]:
           for start, end in zip(calls, bounds)]
 
 
+# An HLO instruction line: its name and result shape (with layout).
+_INSTRUCTION = r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+) "
+
+
 def hlo_sources(hlo_text: str) -> dict[str, tuple[str, str]]:
   """instruction name -> (result shape, op_name) from compiled HLO text."""
   sources = {}
-  instruction = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\S+) ")
+  instruction = re.compile(_INSTRUCTION)
   op_name = re.compile(r'op_name="([^"]*)"')
   for line in hlo_text.splitlines():
     m = instruction.match(line)
@@ -155,9 +159,9 @@ def _dims(shape: str) -> list[int]:
 def dot_flops(hlo_text: str) -> dict[str, float]:
   """instruction name -> matmul FLOPs, for dots and for fusions that call
   computations with dots (2 * output elements * contracted size)."""
-  instruction = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\w+\[[\d,]*\])\S* (\w[\w-]*)\(([^)]*)\)")
+  instruction = re.compile(_INSTRUCTION + r"(\w[\w-]*)\(([^)]*)\)")
   header = re.compile(r"^(?:ENTRY )?%([\w.\-]+) \(")
-  shapes, dots, calls = {}, {}, {}
+  shapes, flops, per_computation, calls = {}, {}, {}, {}
   computation = ""
   for line in hlo_text.splitlines():
     h = header.match(line)
@@ -176,20 +180,18 @@ def dot_flops(hlo_text: str) -> dict[str, float]:
       for d in (contracting.group(1).split(",") if contracting else []):
         if d and int(d) < len(lhs):
           size *= lhs[int(d)]
-      flops = 2.0 * size
+      flops[name] = 2.0 * size
       for d in shapes[name]:
-        flops *= d
-      dots[name] = flops
-      dots.setdefault("%" + computation, 0.0)
-      dots["%" + computation] += flops
+        flops[name] *= d
+      per_computation[computation] = (per_computation.get(computation, 0.0)
+                                      + flops[name])
     called = re.search(r"calls=%([\w.\-]+)", line)
     if called:
       calls[name] = called.group(1)
-  result = {n: f for n, f in dots.items() if not n.startswith("%")}
-  for name, computation in calls.items():
-    if "%" + computation in dots:
-      result[name] = dots["%" + computation]
-  return result
+  for name, callee in calls.items():
+    if callee in per_computation:
+      flops[name] = per_computation[callee]
+  return flops
 
 
 def _trace(run, calls: int) -> list[dict]:
@@ -217,7 +219,8 @@ def main(argv):
   if not calls or not any(per_call):
     raise SystemExit("no calls or no thunk events in the trace: this reads "
                      "the events of XLA's CPU runtime (JAX_PLATFORMS=cpu)")
-  sources = hlo_sources(impl.hlo_text or "")
+  hlo_text = impl.compiled.as_text() if impl.compiled else ""
+  sources = hlo_sources(hlo_text)
   walls = [(max(e.start + e.duration for e in evs) - start) / 1e3
            for start, evs in zip(calls, per_call) if evs]
   print(f"{f.profile_cell} {f.profile_shape} {f.profile_mode} (B, T, I, H = "
@@ -236,7 +239,7 @@ def main(argv):
   for e in events:
     totals.setdefault(e.name, []).append(e.duration)
   ranked = sorted(totals.items(), key=lambda kv: -sum(kv[1]))[:f.profile_top]
-  flops = dot_flops(impl.hlo_text or "")
+  flops = dot_flops(hlo_text)
   print("\n| thunk | ms per call | runs per call | us per run | GFLOP/s | "
         "result | op_name |\n|---|---|---|---|---|---|---|")
   for name, durations in ranked:
