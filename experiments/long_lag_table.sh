@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every row of the README's Hochreiter & Schmidhuber 1997 table, two at a
-# time, into workdirs/, then prints the table rows. tanh-RNN rows that run
-# to their budget without solving are capped (see their commands) to save time.
+# Runs every row of the Hochreiter & Schmidhuber 1997 table in
+# docs/results/long_time_lags.md, two at a time, into workdirs/, then prints the
+# table rows. tanh-RNN rows that run to their budget without solving are capped
+# (see their commands) to save time.
 #   bash experiments/long_lag_table.sh            # all rows
 #   ROWS="adding_lstm_100 adding_rnn_100" bash experiments/long_lag_table.sh
 set -euo pipefail

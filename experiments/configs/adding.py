@@ -17,7 +17,7 @@ At T=500 the LSTM needs --config.forget_bias=4.0 (solved after 134,000
 sequences, against the paper's 209,000); with the default bias of 1 it sits
 on the 0.167 plateau for 160,000 sequences and is not solved within the
 budget. At T=200 it is the other way round: bias 1 solves after 30,000,
-bias 4 not within 148,000 (README table; one seed each).
+bias 4 not within 148,000 (one seed each; docs/results/long_time_lags.md).
 The budget in training sequences is the paper's number where it has one
 (T=100: 74,000; T=500: 209,000; T=1000: 853,000) and 740*T otherwise. The
 learning rate follows a cosine decay over the whole budget.

@@ -9,7 +9,7 @@ Expected: stops "solved" once the validation pairs (held out from training,
 see tasks/addition.py) reach >= 99.5% exact-answer accuracy; the test pairs
 >= 99%. `get_config("N")` sets num_digits=N (Zaremba & Sutskever: 9 digits
 at 99%). At N=9 this recipe stalls: 0.31-0.36 token accuracy and no exact
-answers from step 3,000 to 6,000 (README).
+answers from step 3,000 to 6,000 (docs/results/seq2seq.md).
 
 Model: one LSTM layer of 256 units each side, Luong 'general' attention with
 input feeding (the attention makes digit alignment easy), Adam 3e-3 with

@@ -14,8 +14,9 @@ and the LSTM row on the same schedule, its first 5,000 steps:
       --config=experiments/configs/listops.py:lstm \
       --config.num_train_steps=5000 --config.lr_decay_steps=15000
 
-The README's ListOps table has the measured numbers and wall times. The
-budget of the first tables (3,000 steps, cosine over 3,000) is
+Expected: Tree-LSTM test accuracy ~98.7 after 15,000 steps (96.0 at step
+5,000); LSTM 60.0 at step 5,000. docs/results/recursive.md has the measured
+numbers and wall times. A shorter budget (3,000 steps, cosine over 3,000):
 --config.num_train_steps=3000 --config.eval_every_steps=500.
 """
 
