@@ -218,6 +218,25 @@ class MetricsWriter:
       self._tb.close()
 
 
+def _restore(manager, directory: str, step: int, like: TrainState, **extra):
+  """Restores `step`'s train state (shaped like `like`) and the `extra` items.
+
+  Every orbax failure (it raises many types for damaged files) becomes one
+  CheckpointError naming the checkpoint and what to do.
+  """
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+  try:
+    return manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), **extra))
+  except Exception as e:  # pylint: disable=broad-except
+    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    raise CheckpointError(
+        f"checkpoint {step} in {directory} cannot be restored "
+        f"({type(e).__name__}: {first_line[:200]}). Nothing was deleted: "
+        f"move that step's directory away to resume from an earlier one, "
+        f"or use a new --workdir.") from e
+
+
 class Checkpoints:
   """Orbax CheckpointManager over (train state, data position, metadata)."""
 
@@ -239,18 +258,8 @@ class Checkpoints:
     self._manager.wait_until_finished()
 
   def restore(self, step: int, like: TrainState):
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
-    try:
-      restored = self._manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract),
-          data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
-    except Exception as e:  # orbax raises many types for damaged files
-      first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-      raise CheckpointError(
-          f"checkpoint {step} in {self.directory} cannot be restored "
-          f"({type(e).__name__}: {first_line[:200]}). Nothing was deleted: "
-          f"move that step's directory away to resume from an earlier one, "
-          f"or use a new --workdir.") from e
+    restored = _restore(self._manager, self.directory, step, like,
+                        data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore())
     state = restored["state"]
     bad = [jax.tree_util.keystr(path) for path, leaf in
            jax.tree_util.tree_leaves_with_path(state.params)
@@ -416,13 +425,7 @@ def restore_eval_params(workdir: str, like: TrainState, step: int | None = None,
     if step not in available:
       raise ValueError(f"step: no checkpoint {step} in {directory}; there are "
                        f"{sorted(available)}")
-    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
-    try:
-      restored = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(abstract)))
-    except Exception as e:  # orbax raises many types for damaged files
-      raise CheckpointError(f"checkpoint {step} in {directory} cannot be "
-                            f"restored ({type(e).__name__})") from e
+    restored = _restore(manager, directory, step, like)
   return restored["state"].eval_params(), int(step)
 
 
@@ -563,6 +566,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
     progress.close()
     writer.close()
     checkpoints.close()
+    if best_checkpoints is not None:
+      best_checkpoints.close()
 
   summary = {"step": step, "examples_seen": examples, "solved": solved,
              "metrics": results, "wall_time_s": round(time.time() - wall_start, 1),

@@ -19,23 +19,16 @@ from __future__ import annotations
 
 import difflib
 import os
-import shutil
-from typing import Any, Sequence
-
-from absl import logging
+from typing import Sequence
 
 from corpora import lines
+from corpora import store
 from corpora import ptb  # noqa: F401  (registers the 'ptb' builder)
 from corpora.lines import LineCorpus, format_line, fingerprint  # noqa: F401
+from corpora.store import CorpusError, read_records  # noqa: F401
 
 ENV_DATA_DIR = "RNN_DATA_DIR"
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "rnn_jax", "tfds")
-_READ_CHUNK = 8192  # records per data-source read
-
-
-class CorpusError(ValueError):
-  """A corpus cannot be built or read back correctly."""
-
 
 def resolve_data_dir(data_dir: str | None = None) -> str:
   """data_dir, else $RNN_DATA_DIR, else ~/.cache/rnn_jax/tfds (expanded)."""
@@ -101,38 +94,6 @@ def _version_dir(data_dir: str, cls, config: str) -> str:
   return os.path.join(data_dir, cls.name, config, str(cls.VERSION))
 
 
-def _prepare(builder) -> None:
-  tfds = _tfds()
-  tqdm_utils = tfds.core.utils.tqdm_utils
-  shown = getattr(tqdm_utils, "_active", True)
-  tfds.display_progress_bar(False)
-  try:
-    builder.download_and_prepare(file_format="array_record")
-  finally:
-    tfds.display_progress_bar(shown)
-
-
-def read_records(source) -> list[Any]:
-  """Every record of a data source, in order, read in chunks (much faster
-  than one by one)."""
-  records = []
-  batched = hasattr(source, "__getitems__")
-  for start in range(0, len(source), _READ_CHUNK):
-    indices = list(range(start, min(start + _READ_CHUNK, len(source))))
-    if batched:
-      try:
-        records.extend(source.__getitems__(indices))
-        continue
-      except TypeError:  # tfds.testing.mock_data's sources lack it
-        batched = False
-    records.extend(source[i] for i in indices)
-  return records
-
-
-def _text(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
 def _read_verified(builder, split: str) -> list[str]:
   """The split's lines; CorpusError unless they are exactly what was written."""
   expected = builder.info.metadata.get(split) if builder.info.metadata else None
@@ -141,7 +102,7 @@ def _read_verified(builder, split: str) -> list[str]:
   source = builder.as_data_source(split=split)
   records = read_records(source)
   indices = [record["index"] for record in records]
-  texts = [_text(record["text"]) for record in records]
+  texts = [store.text(record["text"]) for record in records]
   if len(texts) != expected["num_lines"]:
     raise CorpusError(f"{len(texts)} records, expected {expected['num_lines']}")
   if any(int(i) != k for k, i in enumerate(indices)):
@@ -154,31 +115,17 @@ def _read_verified(builder, split: str) -> list[str]:
 def _read_offline(name: str, split: str, data_dir: str) -> list[str]:
   cls = LineCorpus.registry[name.split("/")[0]]
   base, config = _split_config(name, cls)
-  path = _version_dir(data_dir, cls, config)
   if split not in cls.SPLITS:
     raise ValueError(f"split: {base}/{config} has no split {split!r}; known "
                      f"splits are {list(cls.SPLITS)} (whole splits only)")
-  for attempt in (1, 2):
-    try:
-      builder = cls(data_dir=data_dir, config=config, file_format="array_record")
-      if not builder.is_prepared():
-        _prepare(builder)
-      if split not in builder.info.splits.keys():
-        raise CorpusError(f"split {split!r} missing from the built files")
-      return _read_verified(builder, split)
-    except ImportError:
-      raise
-    except Exception as e:  # pylint: disable=broad-except  (damaged files)
-      problem = e
-    if attempt == 2:
-      break
-    logging.warning("Corpus %s/%s in %s is damaged (%s: %s); rebuilding it.",
-                    base, config, path, type(problem).__name__, problem)
-    shutil.rmtree(path, ignore_errors=True)
-  raise CorpusError(
-      f"dataset {base}/{config}: the files in {path} cannot be read back "
-      f"correctly even after a rebuild ({type(problem).__name__}: {problem}). "
-      f"Check the disk and the data_dir setting.")
+
+  def read(builder):
+    if split not in builder.info.splits.keys():
+      raise CorpusError(f"split {split!r} missing from the built files")
+    return _read_verified(builder, split)
+  return store.read_built(
+      lambda: cls(data_dir=data_dir, config=config, file_format="array_record"),
+      read, name=f"{base}/{config}", path=_version_dir(data_dir, cls, config))
 
 
 # ----------------------------------------------------------------------------
@@ -203,7 +150,7 @@ def read_texts(name: str, split: str, *, data_dir: str | None = None,
   _check_known(name)
   source = _tfds().data_source(name, split=split, data_dir=data_dir)
   try:
-    return [_text(record[text_feature]) for record in read_records(source)]
+    return [store.text(record[text_feature]) for record in read_records(source)]
   except KeyError:
     raise ValueError(f"text_feature: dataset {name!r} has no feature "
                      f"{text_feature!r}") from None

@@ -86,6 +86,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging
 
+from corpora import store
 from models.checks import check_one_of
 
 LANGUAGES = ("fr", "de", "es")
@@ -439,10 +440,7 @@ def collect(language: str, roots: Sequence[str], max_words: int = MAX_WORDS,
 
 
 def fingerprint(pairs: Sequence[tuple[str, str]]) -> str:
-  digest = hashlib.sha256()
-  for source, target in pairs:
-    digest.update(f"{source}\t{target}\n".encode("utf-8"))
-  return digest.hexdigest()
+  return store.sha256_lines(f"{source}\t{target}" for source, target in pairs)
 
 
 def building_code() -> str:
@@ -500,7 +498,7 @@ class GettextParallel(tfds.core.GeneratorBasedBuilder):
     splits, report = collect(self.builder_config.language, roots, self._max_words,
                              self.builder_config.placeholders)
     if not splits["train"] or not splits["validation"] or not splits["test"]:
-      raise ValueError(
+      raise store.NoSourceData(
           f"gettext_parallel/en_{self.builder_config.language}: found "
           f"{report['num_catalogs']} catalogs under {roots}, giving split sizes "
           f"{report['splits']}; every split needs at least one pair. Set "
@@ -519,27 +517,12 @@ class GettextParallel(tfds.core.GeneratorBasedBuilder):
 # ----------------------------------------------------------------------------
 # Reading.
 
-def _text(value) -> str:
-  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
-
-
-def _prepare(builder) -> None:
-  shown = getattr(tfds.core.utils.tqdm_utils, "_active", True)
-  tfds.display_progress_bar(False)
-  try:
-    builder.download_and_prepare(file_format="array_record")
-  finally:
-    tfds.display_progress_bar(shown)
-
-
 def _read_verified(builder, split: str) -> list[tuple[str, str]]:
-  import corpora  # pylint: disable=g-import-not-at-top
-  records = corpora.read_records(builder.as_data_source(split=split))
-  pairs = [(_text(r["source"]), _text(r["target"])) for r in records]
-  if [int(r["index"]) for r in records] != list(range(len(records))):
-    raise corpora.CorpusError("records are out of order")
+  records = store.read_records(builder.as_data_source(split=split))
+  store.check_in_order(records)
+  pairs = [(store.text(r["source"]), store.text(r["target"])) for r in records]
   if fingerprint(pairs) != builder.info.metadata["fingerprints"][split]:
-    raise corpora.CorpusError("the pairs read back differ from those written")
+    raise store.CorpusError("the pairs read back differ from those written")
   return pairs
 
 
@@ -555,13 +538,19 @@ def _current_builder(name: str, data_dir: str, roots=None) -> GettextParallel:
   return builder
 
 
-def builder_for(name: str, data_dir: str, roots=None) -> GettextParallel:
+def _config_name(name: str) -> str:
+  """'gettext_parallel[/CONFIG]' -> CONFIG (the first config by default)."""
   _, _, config = name.partition("/")
   configs = [c.name for c in GettextParallel.BUILDER_CONFIGS]
   config = config or configs[0]
   if config not in configs:
     raise ValueError(f"dataset: gettext_parallel has no config {config!r}; "
                      f"known are {[f'gettext_parallel/{c}' for c in configs]}")
+  return config
+
+
+def builder_for(name: str, data_dir: str, roots=None) -> GettextParallel:
+  config = _config_name(name)
   return GettextParallel(data_dir=data_dir, config=config, roots=roots,
                          file_format="array_record")
 
@@ -582,37 +571,24 @@ def load_pairs(name: str, split: str, *, data_dir: str | None = None,
   if name.split("/")[0] != "gettext_parallel":
     import tensorflow_datasets.translate  # noqa: F401  pylint: disable=g-import-not-at-top
     source = tfds.data_source(name, split=split, data_dir=data_dir)
-    records = corpora.read_records(source)
+    records = store.read_records(source)
     try:
-      return [(_text(r[source_feature]), _text(r[target_feature])) for r in records]
+      return [(store.text(r[source_feature]), store.text(r[target_feature]))
+              for r in records]
     except KeyError:
       raise ValueError(f"source_feature/target_feature: {name} records have "
                        f"keys {sorted(records[0]) if records else []}, not "
                        f"{source_feature!r} and {target_feature!r}") from None
   check_one_of("split", split, SPLITS)
-  problem = None
-  for attempt in (1, 2):
-    builder = _current_builder(name, data_dir, roots)
-    try:
-      if not builder.is_prepared():
-        _prepare(builder)
-      pairs = _read_verified(builder, split)
-      _warn_if_catalogs_changed(builder, roots)
-      return pairs
-    except ImportError:
-      raise
-    except corpora.CorpusError as e:
-      problem = e
-    except ValueError:  # e.g. no catalogs: rebuilding would not help
-      raise
-    except Exception as e:  # pylint: disable=broad-except  (damaged files)
-      problem = e
-    if attempt == 1:
-      logging.warning("Corpus %s in %s is damaged (%s); rebuilding it.", name,
-                      builder.data_dir, problem)
-      shutil.rmtree(builder.data_dir, ignore_errors=True)
-  raise corpora.CorpusError(f"dataset {name}: {builder.data_dir} cannot be read "
-                            f"back correctly even after a rebuild ({problem})")
+  path = os.path.join(data_dir, GettextParallel.name, _config_name(name),
+                      str(GettextParallel.VERSION))
+
+  def read(builder):
+    pairs = _read_verified(builder, split)
+    _warn_if_catalogs_changed(builder, roots)
+    return pairs
+  return store.read_built(lambda: _current_builder(name, data_dir, roots), read,
+                          name=name, path=path)
 
 
 _CHECKED: set[str] = set()
@@ -638,5 +614,5 @@ def describe(name: str = "gettext_parallel/en_fr", data_dir: str | None = None,
   import corpora  # pylint: disable=g-import-not-at-top
   builder = _current_builder(name, corpora.resolve_data_dir(data_dir), roots)
   if not builder.is_prepared():
-    _prepare(builder)
+    store.prepare(builder)
   return {k: v for k, v in builder.info.metadata.items() if k != "fingerprints"}

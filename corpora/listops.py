@@ -33,14 +33,13 @@ the count and sha256 of the split, checked on every read.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 from typing import Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from corpora import store
 from models.checks import check_one_of
 
 OPERATORS = ("[MIN", "[MAX", "[MED", "[SM")
@@ -185,10 +184,7 @@ def syntax_tree(tokens: Sequence[str]) -> tuple[list[str], list[list[int]]]:
 
 
 def fingerprint(examples: Sequence[tuple[str, int]]) -> str:
-  digest = hashlib.sha256()
-  for text, label in examples:
-    digest.update(f"{label}\t{text}\n".encode("utf-8"))
-  return digest.hexdigest()
+  return store.sha256_lines(f"{label}\t{text}" for text, label in examples)
 
 
 class Listops(tfds.core.GeneratorBasedBuilder):
@@ -222,18 +218,15 @@ class Listops(tfds.core.GeneratorBasedBuilder):
 
 
 def _read_verified(builder, split: str) -> list[tuple[str, int]]:
-  import corpora  # pylint: disable=g-import-not-at-top
   expected = (builder.info.metadata or {}).get(split)
   if not expected:
-    raise corpora.CorpusError(f"no fingerprint for split {split!r}")
-  records = corpora.read_records(builder.as_data_source(split=split))
-  if [int(r["index"]) for r in records] != list(range(len(records))):
-    raise corpora.CorpusError("records are missing or out of order")
-  examples = [(r["text"].decode() if isinstance(r["text"], bytes) else str(r["text"]),
-               int(r["label"])) for r in records]
+    raise store.CorpusError(f"no fingerprint for split {split!r}")
+  records = store.read_records(builder.as_data_source(split=split))
+  store.check_in_order(records)
+  examples = [(store.text(r["text"]), int(r["label"])) for r in records]
   if (len(examples) != expected["num_examples"]
       or fingerprint(examples) != expected["sha256"]):
-    raise corpora.CorpusError("the examples read back differ from those written")
+    raise store.CorpusError("the examples read back differ from those written")
   return examples
 
 
@@ -245,21 +238,7 @@ def read_split(split: str, *, data_dir: str | None = None,
   import corpora  # pylint: disable=g-import-not-at-top
   check_one_of("split", split, list(SPLIT_SIZES))
   data_dir = corpora.resolve_data_dir(data_dir)
-  path = os.path.join(data_dir, builder_cls.name, str(builder_cls.VERSION))
-  problem = None
-  for attempt in (1, 2):
-    try:
-      builder = builder_cls(data_dir=data_dir, file_format="array_record")
-      if not builder.is_prepared():
-        tfds.display_progress_bar(False)
-        builder.download_and_prepare(file_format="array_record")
-      return _read_verified(builder, split)
-    except ImportError:
-      raise
-    except Exception as e:  # pylint: disable=broad-except  (damaged files)
-      problem = e
-    if attempt == 1:
-      shutil.rmtree(path, ignore_errors=True)
-  raise corpora.CorpusError(f"dataset {builder_cls.name}: {path} cannot be read "
-                            f"back even after a rebuild ({type(problem).__name__}: "
-                            f"{problem})")
+  return store.read_built(
+      lambda: builder_cls(data_dir=data_dir, file_format="array_record"),
+      lambda builder: _read_verified(builder, split), name=builder_cls.name,
+      path=os.path.join(data_dir, builder_cls.name, str(builder_cls.VERSION)))

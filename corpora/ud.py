@@ -90,20 +90,17 @@ def binarize(heads: Sequence[int]) -> list[list[int]] | None:
     nonlocal seen
     seen += 1
     node, start, end = head - 1, head - 1, head
+    # Right dependents nearest first, then left ones nearest first.
     right = sorted(d for d in deps[head] if d > head)
     left = sorted((d for d in deps[head] if d < head), reverse=True)
-    for d in right:
+    for d in right + left:
       sub, s, e = build(d)
-      if s != end:
+      on_right = d > head
+      if (s != end) if on_right else (e != start):
         raise _NonProjective
-      children.append([node, sub])
-      node, end = len(children) - 1, e
-    for d in left:
-      sub, s, e = build(d)
-      if e != start:
-        raise _NonProjective
-      children.append([sub, node])
-      node, start = len(children) - 1, s
+      children.append([node, sub] if on_right else [sub, node])
+      node = len(children) - 1
+      start, end = (start, e) if on_right else (s, end)
     return node, start, end
 
   try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+from typing import Callable
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -32,7 +33,13 @@ def user_errors_exit():
     sys.exit(1)
 
 
-def main(default_config: str) -> None:
+def main(default_config: str,
+         after_training: Callable[[str], None] | None = None) -> None:
+  """Defines --workdir and --config, trains, prints the summary as JSON.
+
+  after_training(workdir), if given, runs once training has finished (e.g.
+  decoding the test split); its USER_ERRORS are reported like training's.
+  """
   flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics; "
                       "rerun with the same one to resume.", required=True)
   config_flags.DEFINE_config_file("config", default_config,
@@ -47,6 +54,8 @@ def main(default_config: str) -> None:
     config = flags.FLAGS.config
     with user_errors_exit():
       summary = train.train_and_evaluate(config, flags.FLAGS.workdir)
-    print(json.dumps(summary, indent=2))
+      print(json.dumps(summary, indent=2))
+      if after_training is not None:
+        after_training(flags.FLAGS.workdir)
 
   app.run(run)

@@ -1,0 +1,101 @@
+"""Offline corpora on disk: build once as ArrayRecord, read back verified.
+
+Every offline builder stores a fingerprint of what it wrote; a reader checks
+the records against it, and a missing, incomplete or damaged directory is
+rebuilt once before a `CorpusError` says where and why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from typing import Any, Callable, Iterable, TypeVar
+
+from absl import logging
+
+_READ_CHUNK = 8192  # records per data-source read
+T = TypeVar("T")
+
+
+class CorpusError(ValueError):
+  """A corpus cannot be built or read back correctly."""
+
+
+class NoSourceData(ValueError):
+  """The files a corpus is built from are missing: rebuilding cannot help."""
+
+
+def text(value) -> str:
+  """A record's string feature (bytes in ArrayRecord) as str."""
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def sha256_lines(lines: Iterable[str]) -> str:
+  """sha256 of the lines, each followed by a newline (the stored fingerprint)."""
+  digest = hashlib.sha256()
+  for line in lines:
+    digest.update(f"{line}\n".encode("utf-8"))
+  return digest.hexdigest()
+
+
+def read_records(source) -> list[Any]:
+  """Every record of a data source, in order, read in chunks (much faster
+  than one by one)."""
+  records = []
+  batched = hasattr(source, "__getitems__")
+  for start in range(0, len(source), _READ_CHUNK):
+    indices = list(range(start, min(start + _READ_CHUNK, len(source))))
+    if batched:
+      try:
+        records.extend(source.__getitems__(indices))
+        continue
+      except TypeError:  # tfds.testing.mock_data's sources lack it
+        batched = False
+    records.extend(source[i] for i in indices)
+  return records
+
+
+def check_in_order(records) -> None:
+  """CorpusError unless the records' 'index' features run 0, 1, 2, ..."""
+  if [int(r["index"]) for r in records] != list(range(len(records))):
+    raise CorpusError("records are missing or out of order")
+
+
+def prepare(builder) -> None:
+  """Builds `builder` as ArrayRecord without TFDS's progress bars."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  shown = getattr(tfds.core.utils.tqdm_utils, "_active", True)
+  tfds.display_progress_bar(False)
+  try:
+    builder.download_and_prepare(file_format="array_record")
+  finally:
+    tfds.display_progress_bar(shown)
+
+
+def read_built(make_builder: Callable[[], Any], read: Callable[[Any], T], *,
+               name: str, path: str) -> T:
+  """read(builder) of the corpus `name` stored in `path`, built on first use.
+
+  make_builder() -> a TFDS builder whose data_dir is `path`; read(builder)
+  returns the verified contents or raises CorpusError. A failure other than
+  NoSourceData or ImportError deletes `path` and builds once more.
+  """
+  problem: Exception | None = None
+  for attempt in (1, 2):
+    try:
+      builder = make_builder()
+      if not builder.is_prepared():
+        prepare(builder)
+      return read(builder)
+    except (ImportError, NoSourceData):
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (damaged files)
+      problem = e
+    if attempt == 1:
+      logging.warning("Corpus %s in %s is damaged (%s: %s); rebuilding it.",
+                      name, path, type(problem).__name__, problem)
+      shutil.rmtree(path, ignore_errors=True)
+  raise CorpusError(
+      f"dataset {name}: the files in {path} cannot be read back correctly even "
+      f"after a rebuild ({type(problem).__name__}: {problem}). Check the disk "
+      f"and the data_dir setting.")
