@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks and benchmarks in one run, for a lent GPU machine whose own
+# The GPU checks and benchmarks in one run, for a GPU machine whose own
 # python3 has jax (CUDA), flax, optax and torch. TFDS and its missing
-# dependencies travel as wheels in .whl/ (see the README's Performance section).
+# dependencies travel as wheels in $WHEELS (default workdirs/whl, which
+# gpu_wheels.sh fills; see docs/performance.md); they are installed into a
+# temporary directory, never into the checkout.
 #
 #   bash benchmarks/gpu_suite.sh OUTDIR [SECTION ...]
 #
@@ -17,9 +19,11 @@ shift || true
 sections=${*:-tests rnn_gru rnn_lstm rnn_lstm_highest rnn_layouts tree tree_grad}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.5
-if ls .whl/*.whl > /dev/null 2>&1; then
+wheels=${WHEELS:-workdirs/whl}
+if ls "$wheels"/*.whl > /dev/null 2>&1; then
+  site=$(mktemp -d)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
-    --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+    --upgrade --target "$site" "$wheels"/*.whl && export PYTHONPATH=$site
 fi
 export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$PWD
 quiet() { grep -v "^[IW][0-9]\{4\} " ; }

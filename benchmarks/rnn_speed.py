@@ -10,7 +10,8 @@ in interleaved rounds (each round times every implementation once, a few
 calls each, after one untimed call: `--warmup_calls`) and the medians over
 rounds are reported, with each implementation's ratio to the peers measured
 in the same run (>1 = faster than the peer) and its throughput as a fraction
-of this machine's GEMM peak (a large float32 matmul measured here).
+of this machine's GEMM peak (a large float32 matmul, measured in the same
+run).
 
 PyTorch peers run only when torch is importable (`pip install -r
 requirements-bench.txt`); torch uses the same number of threads as cores.
@@ -63,8 +64,6 @@ flags.DEFINE_list("layouts", ["single"], "single: one layer; bidirectional: "
 flags.DEFINE_enum("matmul_precision", "default", ["default", "highest"],
                   "default: each library's defaults; highest: float32 "
                   "matmuls without TF32 on a GPU (JAX and torch).")
-flags.DEFINE_integer("chains", 0, "If > 1, also time ours with this many "
-                     "batch chains (see models/fused.py).")
 
 SHAPES = {"small": (32, 100, 128, 256), "big": (64, 200, 512, 512)}
 
@@ -91,11 +90,12 @@ def _compiled(fn, *args) -> Impl:
 
 
 def ours(cell_name: str, shape, mode: str, layout: str = "single",
-         chains: int = 1, implementation: str = "auto") -> Impl:
+         implementation: str = "auto") -> Impl:
+  """This project's layer (`models.unroll`) as a user calls it, jitted."""
   batch, steps, inputs, hidden = shape
   cell = cells.get_cell(cell_name)
   keys = jax.random.split(jax.random.PRNGKey(0), 4)
-  options = dict(chains=chains, implementation=implementation)
+  options = dict(implementation=implementation)
   if layout == "single":
     params = cell.init(keys[0], inputs, hidden)
     apply = lambda p, x: unroll.rnn(cell, p, x, **options)[0]
@@ -225,7 +225,7 @@ def main(argv):
     have_torch, torch_note = False, "torch: no"
   peak = gemm_peak_flops()
   print(f"device: {jax.devices()[0].device_kind}; jax {jax.__version__}, "
-        f"matmul precision {flags.FLAGS.matmul_precision}; GEMM peak here: "
+        f"matmul precision {flags.FLAGS.matmul_precision}; GEMM peak: "
         f"{peak / 1e9:.0f} GFLOP/s; {torch_note}")
   print("| cell | layout | shape | mode | implementation | ms/call | "
         "% GEMM peak | ours / this | paired | XLA memory MB |")
@@ -239,12 +239,10 @@ def main(argv):
           # load from elsewhere on a shared machine.
           peak = max(peak, gemm_peak_flops())
           impls = {"ours": ours(cell_name, shape, mode, layout)}
-          if cudnn.gpu_backend() and cell_name == "lstm":
+          if (cudnn.gpu_backend()
+              and cells.get_cell(cell_name).cudnn is not None):
             impls["ours cudnn"] = ours(cell_name, shape, mode, layout,
                                        implementation="cudnn")
-          if flags.FLAGS.chains > 1:
-            impls[f"ours chains={flags.FLAGS.chains}"] = ours(
-                cell_name, shape, mode, layout, flags.FLAGS.chains)
           flax_names = (["lstm", "lstm_optimized"] if cell_name == "lstm"
                         else ["gru"])
           for flax_name in flax_names:

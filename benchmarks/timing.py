@@ -19,12 +19,11 @@ def time_interleaved(impls: dict[str, Callable[[], object]], rounds: int,
 
   Before its timed calls in a round, each implementation makes
   `warmup_calls` untimed calls, so that every one is timed in the steady
-  state of back-to-back calls, as in a training loop. Without them, the
-  first call after another library's calls (or after an idle pause) ran
-  7-15 ms slower for a JAX layer here (the small LSTM forward pass: 44.5 ms
-  after a torch call, 37.6 ms after its own) and barely slower for PyTorch,
-  which biased the comparison against whichever implementation followed
-  torch in the round.
+  state of back-to-back calls, as in a training loop. The first call after
+  another library's calls (or after an idle pause) is slower for a JAX layer
+  and barely for PyTorch (`python -m tools.perf.cold_call` measures it, see
+  docs/performance.md), which would bias the comparison against whichever
+  implementation follows torch in the round.
   """
   for fn in impls.values():  # warm up (compilation, allocator)
     fn()

@@ -3,7 +3,9 @@
 Dimension legend, used in every docstring of this package:
   B = batch, T = time, I = input features, H = hidden units, G = gates per cell.
 
-Each cell is a `Cell` of four pure functions over a plain dict of params:
+Each cell is a `Cell` of four pure functions over a plain dict of params,
+and optionally whole-sequence implementations that `models.unroll.rnn` may
+take instead of scanning `step`:
 
   init(key, input_size, hidden_size, dtype) -> params
   initial_state(batch, hidden_size, dtype)  -> state (a NamedTuple with field `h`)
@@ -13,6 +15,17 @@ Each cell is a `Cell` of four pure functions over a plain dict of params:
       matmul are added here.
   step(params, state, gx_t[B, G*H])         -> (state, y_t[B, H])
       One time step; only `h @ w_hh` and the elementwise gate work happen here.
+  fused(params, xs[T, B, I], mask[T, B] | None, initial_state, unroll)
+                                            -> (ys[T, B, H], final_state)
+      Or None. The whole recurrence, time-major, with a hand-written
+      backward pass (`models.fused`). mask is bool, True on real
+      steps; on the others the state is held and the output is zero. unroll:
+      scan steps per loop iteration. Set by `lstm()` and `gru(reset_after=True)`.
+  cudnn(params, xs[B, T, I], lengths[B] | None, initial_state)
+                                            -> (ys[B, T, H], final_state)
+      Or None. The whole recurrence as one cuDNN call
+      (`models.cudnn`, float32 on a GPU), batch-major, with the lengths
+      semantics of `models.unroll`. Set by `lstm()`.
 
 Layouts follow PyTorch's gate order on purpose so weights port both ways
 (`models.convert`), transposed so that matmuls read `x @ w`:
@@ -38,9 +51,16 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from models import cudnn as cudnn_lib
+from models import fused as fused_lib
 from models.checks import check_one_of
 
 Params = dict[str, jax.Array]
+# See the module docstring for both signatures.
+FusedFn = Callable[[Params, jax.Array, jax.Array | None, Any, int],
+                   tuple[jax.Array, Any]]
+CudnnFn = Callable[[Params, jax.Array, jax.Array | None, Any],
+                   tuple[jax.Array, Any]]
 
 
 class HiddenState(NamedTuple):
@@ -55,13 +75,20 @@ class LSTMState(NamedTuple):
 
 
 class Cell(NamedTuple):
-  """A recurrent cell as pure functions; see the module docstring."""
+  """A recurrent cell as pure functions; see the module docstring.
+
+  `name` is a label for messages and configs: what runs is chosen by the
+  functions here, never by the name (a user cell named 'lstm' without
+  `fused` runs the generic scan of its own `step`).
+  """
   name: str
   num_gates: int
   init: Callable[..., Params]
   initial_state: Callable[..., Any]
   project: Callable[[Params, jax.Array], jax.Array]
   step: Callable[[Params, Any, jax.Array], tuple[Any, jax.Array]]
+  fused: FusedFn | None = None
+  cudnn: CudnnFn | None = None
 
 
 # ----------------------------------------------------------------------------
@@ -158,7 +185,23 @@ def lstm(forget_bias: float = 1.0) -> Cell:
     return LSTMState(h, c), h
 
   return Cell("lstm", 4, init, initial_state,
-              functools.partial(_project, bias_key="b"), step)
+              functools.partial(_project, bias_key="b"), step,
+              fused=_lstm_fused, cudnn=_lstm_cudnn)
+
+
+def _lstm_fused(params: Params, xs: jax.Array, mask: jax.Array | None,
+                state: LSTMState, unroll: int) -> tuple[jax.Array, LSTMState]:
+  """`Cell.fused` of the LSTM: xs [T, B, I] -> ys [T, B, H], final state."""
+  ys, h, c = fused_lib.lstm(params["w_ih"], params["b"], params["w_hh"], xs,
+                            mask, state.h, state.c, unroll=unroll)
+  return ys, LSTMState(h, c)
+
+
+def _lstm_cudnn(params: Params, xs: jax.Array, lengths: jax.Array | None,
+                state: LSTMState) -> tuple[jax.Array, LSTMState]:
+  """`Cell.cudnn` of the LSTM: xs [B, T, I] -> ys [B, T, H], final state."""
+  ys, h, c = cudnn_lib.lstm(params, xs, lengths, state.h, state.c)
+  return ys, LSTMState(h, c)
 
 
 # ----------------------------------------------------------------------------
@@ -202,10 +245,21 @@ def gru(reset_after: bool = True) -> Cell:
     h = (1.0 - z) * n + z * h
     return HiddenState(h), h
 
-  name = "gru" if reset_after else "gru_original"
-  return Cell(name, 3, init, initial_state,
-              functools.partial(_project, bias_key="b_ih"),
-              step_reset_after if reset_after else step_reset_before)
+  project = functools.partial(_project, bias_key="b_ih")
+  if reset_after:
+    return Cell("gru", 3, init, initial_state, project, step_reset_after,
+                fused=_gru_fused)
+  return Cell("gru_original", 3, init, initial_state, project,
+              step_reset_before)
+
+
+def _gru_fused(params: Params, xs: jax.Array, mask: jax.Array | None,
+               state: HiddenState, unroll: int) -> tuple[jax.Array, HiddenState]:
+  """`Cell.fused` of the reset_after GRU: xs [T, B, I] -> ys [T, B, H], final
+  state."""
+  ys, h = fused_lib.gru(params["w_ih"], params["b_ih"], params["w_hh"],
+                        params["b_hh"], xs, mask, state.h, unroll=unroll)
+  return ys, HiddenState(h)
 
 
 # ----------------------------------------------------------------------------

@@ -4,12 +4,12 @@ B = batch, T = time, I = input features, H = hidden units.
 
 cuDNN runs a whole LSTM layer, forward and backward through time, as one
 library call, as PyTorch's `nn.LSTM` does on a GPU; a `lax.scan` launches
-several small kernels per time step instead. `models.unroll.rnn` takes this
-path on request (`implementation='cudnn'`, float32 LSTMs on a GPU): for
-numerics as PyTorch's GPU LSTM gets them. It is not the default because on
-an H200 the fused `lax.scan` of `models.fused` was 1.26-1.29x faster in
-training (1.65-1.67x in the forward pass) and XLA planned a sixth to a
-seventh of the memory for a training step (README, Performance).
+several small kernels per time step instead. `cells.lstm()` attaches this
+path as `Cell.cudnn`, and `models.unroll.rnn` takes it on request
+(`implementation='cudnn'`, float32 on a GPU): for numerics as PyTorch's GPU
+LSTM gets them. It is not the default because the fused `lax.scan` of
+`models.fused` is faster on a GPU too and needs far less memory for a
+training step (docs/performance.md).
 
 Our parameters map onto cuDNN's packed weight vector without loss: the gate
 order is the same (i, f, g, o), cuDNN's W_ih [4H, I] and W_hh [4H, H] are our
@@ -34,9 +34,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from models import cells as cells_lib
-
-Params = cells_lib.Params
+# As `models.cells.Params` (which imports this module).
+Params = dict[str, jax.Array]
 
 
 def gpu_backend() -> bool:

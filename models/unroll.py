@@ -17,6 +17,7 @@ Lengths semantics (per sequence b, with L = lengths[b]):
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import jax
@@ -25,7 +26,6 @@ import numpy as np
 
 from models import cells as cells_lib
 from models import cudnn
-from models import fused
 from models.checks import check_one_of
 
 Params = cells_lib.Params
@@ -122,24 +122,27 @@ def _time_mask(lengths: jax.Array, max_len: int) -> jax.Array:
 # The scan.
 
 _IMPLEMENTATIONS = ("auto", "fused", "cudnn", "scan")
-_FUSED_CELLS = ("lstm", "gru")
 
 
 def _choose_implementation(cell: cells_lib.Cell, implementation: str, dtype,
                            shape: tuple[int, int, int]) -> str:
-  """Resolves 'auto'; raises ValueError where the one asked for can't run."""
+  """Resolves 'auto' from the cell's fields (never its name); raises
+  ValueError where the implementation asked for can't run."""
   batch, max_len, _ = shape
   if implementation == "auto":
-    return "fused" if cell.name in _FUSED_CELLS else "scan"
-  if implementation == "fused" and cell.name not in _FUSED_CELLS:
-    raise ValueError(f"implementation='fused' covers the cells named "
-                     f"{list(_FUSED_CELLS)}, not {cell.name!r}; use 'auto' or "
-                     f"'scan'")
+    return "scan" if cell.fused is None else "fused"
+  if implementation == "fused" and cell.fused is None:
+    raise ValueError(f"implementation='fused' needs a cell with a fused "
+                     f"recurrence (Cell.fused, set by cells.lstm() and "
+                     f"cells.gru(reset_after=True)); cell {cell.name!r} has "
+                     f"none; use 'auto' or 'scan'")
   if implementation == "cudnn":
-    if not (cell.name == "lstm" and dtype == jnp.float32 and batch > 0
+    if not (cell.cudnn is not None and dtype == jnp.float32 and batch > 0
             and max_len > 0):
-      raise ValueError(f"implementation='cudnn' runs a float32 LSTM on a "
-                       f"non-empty batch; got cell {cell.name!r}, dtype "
+      raise ValueError(f"implementation='cudnn' runs a float32 cell with a "
+                       f"cuDNN kernel (Cell.cudnn, set by cells.lstm()) on a "
+                       f"non-empty batch; got cell {cell.name!r} (Cell.cudnn "
+                       f"{'set' if cell.cudnn is not None else 'None'}), dtype "
                        f"{jnp.dtype(dtype).name}, [B, T] = {[batch, max_len]}")
     if not cudnn.gpu_backend():
       raise ValueError(f"implementation='cudnn' needs a GPU backend; JAX's "
@@ -147,11 +150,33 @@ def _choose_implementation(cell: cells_lib.Cell, implementation: str, dtype,
   return implementation
 
 
+def _scan(cell: cells_lib.Cell, params: Params, xs_tm: jax.Array,
+          mask: jax.Array | None, initial_state: Any,
+          unroll: int) -> tuple[jax.Array, Any]:
+  """The generic scan of `cell.step`: xs_tm [T, B, I], mask [T, B] bool or
+  None -> ys [T, B, H] (zero where masked), final state."""
+  gx = cell.project(params, xs_tm)                           # [T, B, G*H]
+  if mask is None:
+    def body(state, gx_t):
+      return cell.step(params, state, gx_t)
+    inputs = gx
+  else:
+    def body(state, inputs):
+      gx_t, real_t = inputs
+      new_state, y_t = cell.step(params, state, gx_t)
+      keep = real_t[:, None]                                 # [B, 1]
+      state = jax.tree_util.tree_map(
+          lambda new, old: jnp.where(keep, new, old), new_state, state)
+      return state, jnp.where(keep, y_t, jnp.zeros_like(y_t))
+    inputs = (gx, mask)
+  final_state, ys = jax.lax.scan(body, initial_state, inputs, unroll=unroll)
+  return ys, final_state
+
+
 def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
         lengths: jax.Array | None = None, *, reverse: bool = False,
         initial_state: Any = None, unroll: int = 1,
-        implementation: str = "auto",
-        chains: int = 1) -> tuple[jax.Array, Any]:
+        implementation: str = "auto") -> tuple[jax.Array, Any]:
   """Runs `cell` over a batch of padded sequences with one `lax.scan`.
 
   Args:
@@ -165,19 +190,14 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
       by default.
     unroll: steps per scan iteration, passed to `lax.scan` (the fused LSTM
       and GRU take at least 2 in a forward pass that is not differentiated).
-    implementation: 'fused': the hand-differentiated recurrences of
-      `models.fused` (cells named 'lstm' and 'gru', the latter reset_after);
-      'cudnn': the LSTM as one cuDNN call (`models.cudnn`; float32, GPU
-      only); 'scan': the generic scan of `cell.step`, differentiated by JAX;
-      'auto' (default): 'fused' where it applies, else 'scan'. All compute
-      the same function (cuDNN to its matmul precision, see
-      `models.cudnn`). 'auto' never picks cuDNN: on an H200 the fused scan
-      was 1.26-1.29x faster in training and 1.65-1.67x in the forward pass
-      (README, Performance).
-    chains: (fused path only; 'cudnn' takes only 1) split the batch into this many independent
-      slices advanced side by side in one scan, which the CPU may run on
-      different cores (see `models.fused`); in [1, B]. Results do not depend
-      on it.
+    implementation: 'fused': the cell's whole-sequence recurrence with a
+      hand-written backward pass (`cell.fused`, see `models.fused`);
+      'cudnn': the cell as one cuDNN call (`cell.cudnn`, see
+      `models.cudnn`; float32, GPU only); 'scan': the generic scan of
+      `cell.step`, differentiated by JAX; 'auto' (default): 'fused' where
+      the cell has it, else 'scan'. All compute the same function (cuDNN to
+      its matmul precision, see `models.cudnn`). 'auto' never picks cuDNN:
+      the fused scan is faster on a GPU too (docs/performance.md).
 
   Returns:
     ys: [B, T, H] outputs in the input's time order, zero on padding.
@@ -200,51 +220,15 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
     xs_tm = reverse_within_length(xs_tm, lengths)
 
   implementation = _choose_implementation(cell, implementation, dtype, xs.shape)
-  if implementation == "cudnn":
-    if chains != 1:
-      raise ValueError(f"chains: the cuDNN path runs the batch as one call "
-                       f"and takes chains=1, got {chains}")
-    ys, h, c = cudnn.lstm(params, jnp.swapaxes(xs_tm, 0, 1), lengths,
-                          initial_state.h, initial_state.c)
-    ys_tm = jnp.swapaxes(ys, 0, 1)
-    if reverse:
-      ys_tm = reverse_within_length(ys_tm, lengths)
-    return jnp.swapaxes(ys_tm, 0, 1), cells_lib.LSTMState(h, c)
-  if implementation == "fused":  # the input projection happens inside the loop
-    mask = None if lengths is None else _time_mask(lengths, max_len)
-    chains = 1 if batch == 0 else chains
-    if cell.name == "lstm":
-      ys, h, c = fused.lstm(params["w_ih"], params["b"], params["w_hh"], xs_tm,
-                            mask, initial_state.h, initial_state.c,
-                            unroll=unroll, chains=chains)
-      final_state = cells_lib.LSTMState(h, c)
-    else:
-      ys, h = fused.gru(params["w_ih"], params["b_ih"], params["w_hh"],
-                        params["b_hh"], xs_tm, mask, initial_state.h,
-                        unroll=unroll, chains=chains)
-      final_state = cells_lib.HiddenState(h)
-    if reverse:
-      ys = reverse_within_length(ys, lengths)
-    return jnp.swapaxes(ys, 0, 1), final_state               # [B, T, H]
-
-  gx = cell.project(params, xs_tm)                           # [T, B, G*H]
-  if lengths is None:
-    def body(state, gx_t):
-      return cell.step(params, state, gx_t)
-    final_state, ys = jax.lax.scan(body, initial_state, gx, unroll=unroll)
+  if implementation == "cudnn":  # batch-major in and out
+    ys, final_state = cell.cudnn(params, jnp.swapaxes(xs_tm, 0, 1), lengths,
+                                 initial_state)
+    ys = jnp.swapaxes(ys, 0, 1)
   else:
-    mask = _time_mask(lengths, max_len)                      # [T, B]
-
-    def body(state, inputs):
-      gx_t, real_t = inputs
-      new_state, y_t = cell.step(params, state, gx_t)
-      keep = real_t[:, None]                                 # [B, 1]
-      state = jax.tree_util.tree_map(
-          lambda new, old: jnp.where(keep, new, old), new_state, state)
-      return state, jnp.where(keep, y_t, jnp.zeros_like(y_t))
-    final_state, ys = jax.lax.scan(body, initial_state, (gx, mask),
-                                   unroll=unroll)
-
+    mask = None if lengths is None else _time_mask(lengths, max_len)
+    run = (cell.fused if implementation == "fused"
+           else functools.partial(_scan, cell))
+    ys, final_state = run(params, xs_tm, mask, initial_state, unroll)
   if reverse:
     ys = reverse_within_length(ys, lengths)
   return jnp.swapaxes(ys, 0, 1), final_state                 # [B, T, H]
@@ -259,8 +243,7 @@ _MERGES = ("concat", "sum")
 def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
                   xs: jax.Array, lengths: jax.Array | None = None, *,
                   merge: str = "concat", initial_states: Any = None,
-                  unroll: int = 1, chains: int = 1,
-                  implementation: str = "auto"
+                  unroll: int = 1, implementation: str = "auto"
                   ) -> tuple[jax.Array, tuple[Any, Any]]:
   """A bidirectional layer (Schuster & Paliwal 1997).
 
@@ -269,7 +252,7 @@ def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
     xs: [B, T, I]; lengths: optional [B].
     merge: 'concat' -> ys [B, T, 2H] (forward first), 'sum' -> ys [B, T, H].
     initial_states: optional (forward_state, backward_state).
-    unroll, chains, implementation: as in `rnn`.
+    unroll, implementation: as in `rnn`.
 
   Returns:
     ys, and (forward_final, backward_final). The backward final state is the
@@ -281,7 +264,7 @@ def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
     raise ValueError("params: a bidirectional layer expects a dict with keys "
                      f"['backward', 'forward'], got {got}")
   fwd_init, bwd_init = initial_states if initial_states is not None else (None, None)
-  run = dict(unroll=unroll, chains=chains, implementation=implementation)
+  run = dict(unroll=unroll, implementation=implementation)
   ys_fwd, final_fwd = rnn(cell, params["forward"], xs, lengths,
                           initial_state=fwd_init, **run)
   ys_bwd, final_bwd = rnn(cell, params["backward"], xs, lengths, reverse=True,
@@ -300,8 +283,8 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
             lengths: jax.Array | None = None, *, bidirectional: bool = False,
             merge: str = "concat", initial_states: Sequence[Any] | None = None,
             dropout_rate: float = 0.0, dropout_rng: jax.Array | None = None,
-            unroll: int = 1, chains: int = 1,
-            implementation: str = "auto") -> tuple[jax.Array, tuple[Any, ...]]:
+            unroll: int = 1, implementation: str = "auto"
+            ) -> tuple[jax.Array, tuple[Any, ...]]:
   """Stacked (optionally bidirectional) layers with dropout between them.
 
   Args:
@@ -313,7 +296,7 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
     dropout_rate: dropout on each layer's output except the last (Zaremba et
       al. 2014: non-recurrent connections only). Active only when
       dropout_rng is given.
-    unroll, chains, implementation: as in `rnn`.
+    unroll, implementation: as in `rnn`.
 
   Returns:
     ys: [B, T, H] (or [B, T, 2H] for bidirectional concat) from the top layer,
@@ -327,7 +310,7 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
                      f"layer), got {len(initial_states)}")
   if not 0.0 <= dropout_rate < 1.0:
     raise ValueError(f"dropout_rate: expected a value in [0, 1), got {dropout_rate}")
-  run = dict(unroll=unroll, chains=chains, implementation=implementation)
+  run = dict(unroll=unroll, implementation=implementation)
   finals = []
   for depth, layer_params in enumerate(layers):
     init = None if initial_states is None else initial_states[depth]

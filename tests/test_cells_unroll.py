@@ -54,23 +54,23 @@ def _python_loop(cell, params, xs, lengths, reverse=False, state=None):
   return ys, final
 
 
-def _assert_trees_close(a, b, atol=1e-5):
+def _assert_trees_close(a, b, atol=1e-5, rtol=1e-5):
   jax.tree_util.tree_map(
       lambda x, y: np.testing.assert_allclose(np.asarray(x), np.asarray(y),
-                                              atol=atol, rtol=1e-5), a, b)
+                                              atol=atol, rtol=rtol), a, b)
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("unroll_steps,chains", [(1, 1), (3, 1), (1, 3)])
-def test_scan_matches_python_loop(name, reverse, unroll_steps, chains):
+@pytest.mark.parametrize("unroll_steps", [1, 3])
+def test_scan_matches_python_loop(name, reverse, unroll_steps):
   # Undifferentiated: LSTM and GRU take models.fused's feature-major forward
-  # pass (batch chains split its columns).
+  # pass.
   cell = CELLS[name]()
   params = _random_params(cell, jax.random.PRNGKey(0))
   xs = _inputs(jax.random.PRNGKey(1))
   ys, final = unroll.rnn(cell, params, xs, jnp.asarray(LENGTHS),
-                         reverse=reverse, unroll=unroll_steps, chains=chains)
+                         reverse=reverse, unroll=unroll_steps)
   want_ys, want_final = _python_loop(cell, params, xs, LENGTHS, reverse)
   assert ys.shape == (B, T, H) and ys.dtype == jnp.float32
   np.testing.assert_allclose(ys, want_ys, atol=1e-5, rtol=1e-5)
@@ -368,11 +368,10 @@ def test_bad_params_state_and_names_raise_clear_errors():
 @pytest.mark.parametrize("cell_name", ["lstm", "gru"])
 @pytest.mark.parametrize("use_lengths", [False, True])
 @pytest.mark.parametrize("reverse", [False, True])
-@pytest.mark.parametrize("unroll_steps,chains", [(1, 1), (2, 1), (1, 2), (1, 3)])
+@pytest.mark.parametrize("unroll_steps", [1, 2])
 def test_fused_equals_generic_scan_values_and_grads(cell_name, use_lengths,
-                                                    reverse, unroll_steps,
-                                                    chains):
-  """models.fused (hand-written VJP, batch chains) == autodiff of cell.step."""
+                                                    reverse, unroll_steps):
+  """models.fused (hand-written VJP) == autodiff of cell.step."""
   cell = CELLS[cell_name]()
   params = _random_params(cell, jax.random.PRNGKey(70))
   xs = _inputs(jax.random.PRNGKey(71))
@@ -384,7 +383,7 @@ def test_fused_equals_generic_scan_values_and_grads(cell_name, use_lengths,
   def loss(params, xs, init, implementation):
     ys, final = unroll.rnn(cell, params, xs, lengths, reverse=reverse,
                            initial_state=init, unroll=unroll_steps,
-                           implementation=implementation, chains=chains)
+                           implementation=implementation)
     extra = 0.3 * jnp.sum(final.c) if cell_name == "lstm" else 0.0
     return jnp.sum(jnp.sin(ys)) + jnp.sum(final.h ** 2) + extra
 
@@ -403,7 +402,7 @@ def test_fused_gradients_match_finite_differences():
       lengths = jnp.asarray(LENGTHS)
 
       def loss(params):
-        ys, _ = unroll.rnn(cell, params, xs, lengths, chains=2)
+        ys, _ = unroll.rnn(cell, params, xs, lengths)
         return jnp.sum(jnp.sin(ys))
       grads = jax.grad(loss)(params)
       direction = jax.tree_util.tree_map(
@@ -420,18 +419,17 @@ def test_fused_gradients_match_finite_differences():
 
 @pytest.mark.parametrize("cell_name,saved", [("lstm", 6), ("gru", 5)])
 @pytest.mark.parametrize("use_lengths", [False, True])
-@pytest.mark.parametrize("unroll_steps,chains", [(1, 1), (2, 1), (1, 2)])
+@pytest.mark.parametrize("unroll_steps", [1, 2])
 def test_fused_backward_overwrites_saved_arrays_in_place(cell_name, saved,
                                                          use_lengths,
-                                                         unroll_steps, chains):
+                                                         unroll_steps):
   """The backward scan writes the gate gradients over the saved activations.
 
   No loop body copies a [T, ...] array (XLA does so every step when it cannot
   update in place), and the working memory of a training step stays below
   the saved [T, B, H] arrays (LSTM: ys, i, f, g, o, c; GRU: ys, r, z, n,
-  h_n; with lengths also the held states) plus 3 more: with a separate
-  [T, B, G*H] gate-gradient array it was 11.5 (LSTM) and 12.4 (GRU) without
-  lengths at this shape.
+  h_n; with lengths also the held states) plus 3 more, which a separate
+  [T, B, G*H] gate-gradient array would exceed.
   """
   steps, batch, hidden = 40, 8, 32
   cell = CELLS[cell_name]()
@@ -440,8 +438,7 @@ def test_fused_backward_overwrites_saved_arrays_in_place(cell_name, saved,
   lengths = jnp.arange(batch) * 5 if use_lengths else None
 
   def loss(params, xs):
-    ys, _ = unroll.rnn(cell, params, xs, lengths, unroll=unroll_steps,
-                       chains=chains)
+    ys, _ = unroll.rnn(cell, params, xs, lengths, unroll=unroll_steps)
     return jnp.sum(ys)
   compiled = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, xs).compile()
   text = compiled.as_text()
@@ -462,11 +459,46 @@ def test_fused_backward_overwrites_saved_arrays_in_place(cell_name, saved,
   assert temp < (saved + 3) * per_array, temp / per_array
 
 
-def test_chains_out_of_range_is_an_error():
-  cell = cells.lstm()
-  params = cell.init(jax.random.PRNGKey(0), I, H)
-  with pytest.raises(ValueError, match=r"chains: expected an integer in \[1, batch=4\]"):
-    unroll.rnn(cell, params, jnp.zeros((B, T, I)), chains=5)
+def test_fast_paths_are_cell_fields():
+  """LSTM and reset_after GRU carry a fused recurrence, the LSTM a cuDNN
+  path; Elman and the original GRU neither."""
+  assert cells.lstm().fused is not None and cells.lstm().cudnn is not None
+  assert cells.gru(reset_after=True).fused is not None
+  assert cells.gru(reset_after=True).cudnn is None
+  for cell in (cells.elman("tanh"), cells.elman("relu"),
+               cells.gru(reset_after=False)):
+    assert cell.fused is None and cell.cudnn is None
+
+
+def test_a_user_cell_named_lstm_runs_its_own_step():
+  """Dispatch reads Cell.fused, never the name: a user cell called 'lstm'
+  without a fused recurrence runs the generic scan of its own step."""
+  base = cells.lstm()
+
+  def step(params, state, gx_t):  # an LSTM with its output halved
+    new_state, _ = base.step(params, state, gx_t)
+    h = 0.5 * new_state.h
+    return cells.LSTMState(h, new_state.c), h
+  cell = cells.Cell("lstm", 4, base.init, base.initial_state, base.project,
+                    step)
+  assert cell.fused is None and cell.cudnn is None
+  params = _random_params(cell, jax.random.PRNGKey(76))
+  xs, lengths = _inputs(jax.random.PRNGKey(77)), jnp.asarray(LENGTHS)
+  want_ys, want_final = _python_loop(cell, params, xs, LENGTHS)
+  for implementation in ("auto", "scan"):
+    ys, final = unroll.rnn(cell, params, xs, lengths,
+                           implementation=implementation)
+    np.testing.assert_allclose(ys, want_ys, atol=1e-5, rtol=1e-5)
+    _assert_trees_close(final, want_final)
+  assert not np.allclose(ys, unroll.rnn(base, params, xs, lengths)[0],
+                         atol=1e-3)
+  with pytest.raises(ValueError, match="implementation='fused' needs a cell "
+                     r"with a fused recurrence \(Cell.fused.*cell 'lstm' has "
+                     "none; use 'auto' or 'scan'"):
+    unroll.rnn(cell, params, xs, lengths, implementation="fused")
+  with pytest.raises(ValueError, match=r"implementation='cudnn' .*got cell "
+                     r"'lstm' \(Cell.cudnn None\)"):
+    unroll.rnn(cell, params, xs, lengths, implementation="cudnn")
 
 
 def test_unknown_implementation_is_an_error():

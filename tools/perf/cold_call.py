@@ -1,6 +1,6 @@
 """What the first call after another library's (or an idle pause) costs.
 
-  python -m benchmarks.cold_call [--shape=small] [--mode=forward] [--cold_rounds=15]
+  python -m tools.perf.cold_call [--shape=small] [--mode=forward] [--cold_rounds=15]
 
 Times this project's LSTM layer (as in rnn_speed) right after its own call,
 right after a torch nn.LSTM call, and after a 0.5 s pause; and torch's layer

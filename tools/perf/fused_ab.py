@@ -1,6 +1,6 @@
 """Paired A/B of models/fused.py: a git revision's version against the working tree's.
 
-  python -m benchmarks.fused_ab --base=HEAD~1 [--cell=lstm] [--shape=big] \
+  python -m tools.perf.fused_ab --base=HEAD~1 [--cell=lstm] [--shape=big] \
       [--mode=train] [--ab_rounds=13]
 
 Loads `git show BASE:models/fused.py` as a second module and times, in
@@ -10,8 +10,8 @@ inputs, no mask) and PyTorch's nn.LSTM/nn.GRU when torch is installed. Prints
 the largest relative gradient difference between the two versions (train
 mode) and, per implementation, the median time and the paired ratios (median
 over rounds of the peer's time / this one's) to torch and to the base. The
-'what made the difference' numbers of the README's performance section come
-from this script. Shapes as in rnn_speed.
+A/B comparisons in docs/performance.md come from this script. Shapes as in
+rnn_speed.
 """
 
 from __future__ import annotations

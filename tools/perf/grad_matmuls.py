@@ -1,6 +1,6 @@
 """The weight-gradient matmuls after the backward scan: whole or split by gate.
 
-  python -m benchmarks.grad_matmuls [--grad_cells=lstm,gru] \
+  python -m tools.perf.grad_matmuls [--grad_cells=lstm,gru] \
       [--grad_shapes=small,big] [--grad_rounds=15]
 
 Times the matmuls `models/fused.py` runs after its backward scan (dW_hh,
@@ -15,9 +15,8 @@ memory:
   [T, B, 2H], d_an and d_an * r.
 
 Prints the median time, the paired ratio and the largest difference between
-the two forms' results. The LSTM keeps the whole form and the GRU the split
-one because of what this printed (see point 9 of `models/fused.py`'s
-docstring). Shapes as in rnn_speed.
+the two forms' results. `models/fused.py` keeps the faster form of each
+cell (point 8 of its docstring). Shapes as in rnn_speed.
 """
 
 from __future__ import annotations

@@ -1,16 +1,16 @@
 """Page faults and time per call of this project's LSTM/GRU training step.
 
-  python -m benchmarks.page_faults [--cell=lstm] [--steps=80,90,100] \
+  python -m tools.perf.page_faults [--cell=lstm] [--steps=80,90,100] \
       [--batch=32] [--fault_calls=15] [--torch]
 
 For each T (I=128, H=256) it prints the median time per call, the minor page
 faults per call (`getrusage`), and XLA's planned working memory (temporaries
 + outputs). With `--torch` it also measures torch's nn.LSTM/nn.GRU training
-step (2 threads) in the same process, after ours. Run it under an allocator
-setting to see what it does, e.g.
+step (as many threads as cores) in the same process, after ours. Run it
+under an allocator setting to see what it does, e.g.
 
   MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=68719476736 \
-      python -m benchmarks.page_faults --steps=100 --torch
+      python -m tools.perf.page_faults --steps=100 --torch
 
 (glibc then keeps freed memory in the heap instead of returning allocations
 above its adaptive 32 MB limit to the kernel).

@@ -1,6 +1,6 @@
 """The recurrent matmul of one scan step, batch-major against feature-major.
 
-  python -m benchmarks.step_matmul [--shape=small] [--matmul_rounds=15]
+  python -m tools.perf.step_matmul [--shape=small] [--matmul_rounds=15]
 
 Times a scan of T steps whose body is the recurrent product and a tanh
 (s' = tanh of the first H columns/rows of the product), in the two layouts

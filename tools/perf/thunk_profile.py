@@ -1,6 +1,6 @@
 """Where a layer's time goes: XLA's per-thunk CPU profile, in phases.
 
-  python -m benchmarks.thunk_profile [--profile_cell=gru] \
+  python -m tools.perf.thunk_profile [--profile_cell=gru] \
       [--profile_shape=big] [--profile_mode=train] [--profile_calls=3]
 
 Traces a few calls of this project's layer (`models.unroll.rnn`, built as in
