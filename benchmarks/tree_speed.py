@@ -31,11 +31,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from corpora import listops as listops_data
+from models import compositions
 from models import recursive
+from models import trees as tree_lib
 from tasks import listops as listops_task
 
 
-def _trees(count: int, seed: int) -> list[recursive.Tree]:
+def _trees(count: int, seed: int) -> list[tree_lib.Tree]:
   rng = np.random.default_rng(seed)
   out = []
   while len(out) < count:
@@ -56,7 +58,7 @@ def main():
   parser.add_argument("--grad", action="store_true", help="time value+grad")
   args = parser.parse_args()
 
-  comp = recursive.get_composition(args.composition)
+  comp = compositions.get_composition(args.composition)
   params = comp.init(jax.random.PRNGKey(0), args.hidden, args.hidden, comp.arity)
   table = jax.random.normal(jax.random.PRNGKey(1),
                             (len(listops_data.VOCAB), args.hidden))
@@ -94,8 +96,8 @@ def main():
     trees = _trees(size, seed=size)
     nodes = sum(len(t.tokens) for t in trees)
     # Arrays on the device first: the timings are of the evaluation only.
-    batched = jax.device_put([recursive.batch_trees(trees, arity=2, pack=args.pack)])
-    singles = jax.device_put([recursive.batch_trees([t], arity=2, pack=args.pack)
+    batched = jax.device_put([tree_lib.batch_trees(trees, arity=2, pack=args.pack)])
+    singles = jax.device_put([tree_lib.batch_trees([t], arity=2, pack=args.pack)
                               for t in trees])
     t_batch, t_single = timed(batched), timed(singles)
     print(f"{size:>4} {nodes:>6} {nodes / t_batch:>16,.0f} "

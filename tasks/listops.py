@@ -13,12 +13,12 @@ token; 'syntax' (child_sum only) is the expression's own n-ary tree
 has its arguments as children. The root's h goes
 through config.mlp_layers ReLU layers to 10 logits.
 
-Batches (B = batch, T = tokens, N/S/W: see `models.recursive`):
+Batches (B = batch, T = tokens, M/N/S/W: see `models.trees`):
   sequence models: 'inputs' [B, T] token ids, 'lengths' [B], 'labels' [B]
-  tree models: `models.recursive.batch_dict` ('inputs' = node slots [B, N],
+  tree models: `models.trees.batch_dict` ('inputs' = node slots [B, N],
     'lengths' [B] nodes, 'tokens' [M] (-1: none), 'children' [M, 2],
     'levels' [M], 'roots' [B], 'schedule' [S, W]) and 'labels' [B]
-with T, M, N, S, W bucketed (`models.recursive.bucket`) so jit compiles few
+with T, M, N, S, W bucketed (`models.trees.bucket`) so jit compiles few
 programs. Training batches come from a grain MapDataset shuffled anew each
 epoch (config.seed); the position is the batch index, so runs resume exactly.
 Metrics: accuracy and mean cross-entropy on 'validation' (as 'valid') and
@@ -39,6 +39,7 @@ import optax
 from corpora import listops as listops_data
 from models import classifier
 from models import recursive
+from models import trees as tree_lib
 from models.checks import check_one_of
 from tasks import base
 
@@ -56,44 +57,50 @@ def encode(text: str) -> list[int]:
                      f"{text[:80]!r}") from None
 
 
-def to_tree(text: str) -> recursive.Tree:
+def to_tree(text: str) -> tree_lib.Tree:
   """The gold binary tree of an expression: leaves = tokens, then internal nodes."""
   ids = encode(text)
   children = listops_data.gold_tree(text.split())
-  return recursive.Tree(ids + [-1] * (len(children) - len(ids)), children)
+  return tree_lib.Tree(ids + [-1] * (len(children) - len(ids)), children)
 
 
-def to_syntax_tree(text: str) -> recursive.Tree:
+def to_syntax_tree(text: str) -> tree_lib.Tree:
   """The n-ary expression tree: operator nodes carry their operator token."""
   labels, children = listops_data.syntax_tree(text.split())
-  return recursive.Tree([TOKEN_IDS[t] for t in labels], children)
+  return tree_lib.Tree([TOKEN_IDS[t] for t in labels], children)
 
 
-def prepare(text: str, index: int = 0, form: str = "binary") -> recursive.PreparedTree:
+def prepare(text: str, index: int = 0, form: str = "binary") -> tree_lib.PreparedTree:
   if form == "syntax":
-    return recursive.prepare_tree(to_syntax_tree(text), index=index,
+    return tree_lib.prepare_tree(to_syntax_tree(text), index=index,
                                   max_children=listops_data.MAX_ARGS)
-  return recursive.prepare_tree(to_tree(text), index=index, arity=2,
+  return tree_lib.prepare_tree(to_tree(text), index=index, arity=2,
                                 composition="binary")
+
+
+def pad_ids(ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+  """B token id lists -> (inputs [B, T] int32, zero-padded, T bucketed;
+  lengths [B] int32)."""
+  steps = tree_lib.bucket(max(len(x) for x in ids), 8)
+  inputs = np.zeros((len(ids), steps), np.int32)
+  for b, x in enumerate(ids):
+    inputs[b, :len(x)] = x
+  return inputs, np.asarray([len(x) for x in ids], np.int32)
 
 
 def sequence_batch(examples: Sequence[tuple[str, int]]) -> dict[str, np.ndarray]:
   """-> {'inputs' [B, T], 'lengths' [B], 'labels' [B]}, T bucketed."""
-  ids = [encode(text) for text, _ in examples]
-  steps = recursive.bucket(max(len(x) for x in ids), 8)
-  inputs = np.zeros((len(ids), steps), np.int32)
-  for b, x in enumerate(ids):
-    inputs[b, :len(x)] = x
-  return {"inputs": inputs, "lengths": np.asarray([len(x) for x in ids], np.int32),
+  inputs, lengths = pad_ids([encode(text) for text, _ in examples])
+  return {"inputs": inputs, "lengths": lengths,
           "labels": np.asarray([label for _, label in examples], np.int32)}
 
 
-def tree_batch(trees: Sequence[recursive.PreparedTree], labels: Sequence[int], *,
+def tree_batch(trees: Sequence[tree_lib.PreparedTree], labels: Sequence[int], *,
                pack: bool = True) -> dict[str, np.ndarray]:
   """Prepared gold trees -> the tree models' batch dict
-  (`models.recursive.batch_dict` plus 'labels')."""
-  tb = recursive.batch_prepared(trees, pack=pack)
-  return {**recursive.batch_dict(tb), "labels": np.asarray(labels, np.int32)}
+  (`models.trees.batch_dict` plus 'labels')."""
+  tb = tree_lib.batch_prepared(trees, pack=pack)
+  return {**tree_lib.batch_dict(tb), "labels": np.asarray(labels, np.int32)}
 
 
 class ExampleBatches:
@@ -140,11 +147,11 @@ class TreeTask(base.Task):
   def apply(self, params, batch, rng, carry=(), *, train: bool):
     del rng
     return self.model.apply({"params": params},
-                            recursive.tree_batch_from_dict(batch),
+                            tree_lib.tree_batch_from_dict(batch),
                             deterministic=not train), carry
 
   def init_params(self, rng, batch):
-    return _init_tree(self.model, rng, recursive.tree_batch_from_dict(batch))
+    return _init_tree(self.model, rng, tree_lib.tree_batch_from_dict(batch))
 
 
 @functools.partial(jax.jit, static_argnames="model")
@@ -219,10 +226,12 @@ def build(config) -> base.Task:
   is_tree = config.model in TREE_MODELS
   if is_tree:
     check_one_of("tree_form", config.tree_form, TREE_FORMS)
-    if config.tree_form == "syntax" and config.model != "child_sum":
+    arity = model.encoder.make_composition().arity
+    if config.tree_form == "syntax" and arity is not None:
       raise ValueError(f"tree_form: 'syntax' trees have up to "
                        f"{listops_data.MAX_ARGS} children per node; model "
-                       f"{config.model!r} is binary, use 'child_sum'")
+                       f"{config.model!r} needs exactly {arity}, use "
+                       f"'child_sum'")
     trees = {split: [prepare(text, i, config.tree_form)
                      for i, (text, _) in enumerate(examples)]
              for split, examples in data.items()}

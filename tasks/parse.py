@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from corpora import listops as listops_data
-from models import recursive
+from models import trees as tree_lib
 from models import tree_parser
 from models.checks import check_one_of
 from tasks import base
@@ -52,14 +52,11 @@ def make_batch(examples, prepared, spans) -> dict[str, np.ndarray]:
   """examples: [(token ids, ...)], gold trees' child lists (leaves first,
   internal nodes in merge order), their span lists -> the batch dict."""
   ids = [x for x, _ in examples]
-  steps = recursive.bucket(max(len(x) for x in ids), 8)
-  inputs = np.zeros((len(ids), steps), np.int32)
-  for b, x in enumerate(ids):
-    inputs[b, :len(x)] = x
+  inputs, lengths = listops_task.pad_ids(ids)
+  steps = inputs.shape[1]
   merges = [tree_parser.merge_order(children, len(x), steps)
             for children, x in zip(prepared, ids)]
-  return {"inputs": inputs,
-          "lengths": np.asarray([len(x) for x in ids], np.int32),
+  return {"inputs": inputs, "lengths": lengths,
           "gold_merges": np.stack([m for m, _ in merges]),
           "gold_active": np.stack([a for _, a in merges]),
           "gold_spans": tree_parser.gold_span_table(spans, steps)}
@@ -140,7 +137,7 @@ def _listops_examples(split, config):
     tree = listops_task.to_tree(text)
     n = len(text.split())
     examples.append((tree.tokens[:n], n))
-    recursive.check_tree(tree.children, index=i, arity=2)
+    tree_lib.check_tree(tree.children, index=i, arity=2)
     prepared.append(tree.children)
     spans.append(tree_parser.spans(tree.children, n))
   return examples, prepared, spans
@@ -157,7 +154,7 @@ def _ud_examples(split, config, vocab):
       if split == "train" and tag not in vocab:
         vocab[tag] = len(vocab)
     ids = [vocab.get(tag, 0) for tag in tags]
-    recursive.check_tree(children, index=i, arity=2)
+    tree_lib.check_tree(children, index=i, arity=2)
     examples.append((ids, len(ids)))
     trees.append(children)
     spans.append(tree_parser.spans(children, len(ids)))

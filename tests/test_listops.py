@@ -11,7 +11,7 @@ import pytest
 import train
 from corpora import listops
 from experiments.configs import listops as listops_config
-from models import recursive
+from models import trees as tree_lib
 from tasks import listops as listops_task
 
 
@@ -86,7 +86,7 @@ def test_gold_binary_and_syntax_trees():
   # ( ( ( ( [MAX 2 ) 9 ) ( ( ( [MIN 4 ) 7 ) ] ) ) 0 ) ] )
   assert children[len(tokens):] == [[0, 1], [9, 2], [3, 4], [11, 5], [12, 6],
                                     [10, 13], [14, 7], [15, 8]]
-  root, levels = recursive.check_tree(children, arity=2)
+  root, levels = tree_lib.check_tree(children, arity=2)
   assert root == len(children) - 1
   labels, kids = listops.syntax_tree(tokens)
   assert labels == ["[MAX", "2", "9", "[MIN", "4", "7", "0"]

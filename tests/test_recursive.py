@@ -1,5 +1,5 @@
-"""Recursive networks: batched level scan == Python recursion (values and
-gradients), malformed-tree errors, bucketing, greedy parsing and bracket F1."""
+"""Recursive networks: batched level loop == Python recursion (values and
+gradients), the Flax encoder, greedy parsing and bracket F1."""
 
 import functools
 
@@ -8,37 +8,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from models import compositions
 from models import recursive
+from models import trees as tree_lib
 from models import tree_parser
-
-
-def random_tree(rng, num_leaves, arity=None, max_children=4):
-  """A random tree over num_leaves leaves, nodes shuffled; binary merges of
-  adjacent nodes when arity == 2, else 1..max_children children per node."""
-  nodes = [[] for _ in range(num_leaves)]
-  active = list(range(num_leaves))
-  while len(active) > 1:
-    width = 2 if arity == 2 else int(rng.integers(1, min(max_children, len(active)) + 1))
-    if width == 1 and len(active) > 1 and rng.random() < 0.5:
-      width = 2
-    k = int(rng.integers(len(active) - width + 1))
-    nodes.append(active[k:k + width])
-    active[k:k + width] = [len(nodes) - 1]
-  perm = rng.permutation(len(nodes))
-  new_index = np.argsort(perm)
-  children = [[int(new_index[c]) for c in nodes[perm[j]]] for j in range(len(nodes))]
-  tokens = [int(rng.integers(-1, 7)) for _ in children]  # -1: no input
-  return recursive.Tree(tokens, children)
+from tests.test_trees import random_tree
 
 
 def _params_inputs(name, trees, seed=0, hidden=5, features=3):
-  comp = recursive.get_composition(name)
+  comp = compositions.get_composition(name)
   params = comp.init(jax.random.PRNGKey(seed), features, hidden, comp.arity)
   # Non-zero biases so that every term is exercised.
   params = jax.tree_util.tree_map(
       lambda p: p + 0.1 * jax.random.normal(jax.random.PRNGKey(seed + 1), p.shape),
       params)
-  batch = recursive.batch_trees(trees, arity=comp.arity)
+  batch = tree_lib.batch_trees(trees, arity=comp.arity)
   inputs = jax.random.normal(jax.random.PRNGKey(seed + 2),
                              (batch.tokens.shape[0], features))
   return comp, params, batch, inputs
@@ -56,7 +40,7 @@ def test_batched_equals_recursion_values_and_gradients(name, pack):
   arity = 2 if name != "child_sum" else None
   trees = _mixed_trees(arity, seed=len(name))
   comp, params, _, _ = _params_inputs(name, trees)
-  batch = recursive.batch_trees(trees, arity=comp.arity, pack=pack)
+  batch = tree_lib.batch_trees(trees, arity=comp.arity, pack=pack)
   inputs = jax.random.normal(jax.random.PRNGKey(7), (batch.tokens.shape[0], 3))
   weights = jax.random.normal(jax.random.PRNGKey(8), (batch.tokens.shape[0], 5))
 
@@ -82,7 +66,7 @@ def test_batched_equals_recursion_values_and_gradients(name, pack):
     np.testing.assert_allclose(states.c[b, :len(tree.tokens)], ref.c, atol=1e-5)
   roots = recursive.root_states(recursive.evaluate(comp, params, inputs, batch), batch)
   for b, tree in enumerate(trees):
-    root, _ = recursive.check_tree(tree.children)
+    root, _ = tree_lib.check_tree(tree.children)
     ref = recursive.evaluate_recursively(
         comp, params, inputs[batch.slots[b, :len(tree.tokens)]], tree)
     np.testing.assert_allclose(roots.h[b], ref.h[root], atol=1e-5)
@@ -99,109 +83,19 @@ def test_encoder_module_matches_recursion_with_token_inputs():
   model = recursive.TreeClassifier(
       recursive.TreeEncoder("tree_lstm", hidden_size=6, vocab_size=8, embed_size=4),
       num_outputs=3)
-  batch = recursive.batch_trees(trees, arity=2)
+  batch = tree_lib.batch_trees(trees, arity=2)
   variables = model.init(jax.random.PRNGKey(0), batch)
   logits = model.apply(variables, batch)
   params = variables["params"]
-  comp = recursive.nary_tree_lstm(2)
+  comp = compositions.nary_tree_lstm(2)
   table = params["encoder"]["embed"]["embedding"]
   for b, tree in enumerate(trees):
     x = jnp.stack([table[t] if t >= 0 else jnp.zeros(4) for t in tree.tokens])
     ref = recursive.evaluate_recursively(comp, params["encoder"]["composition"], x, tree)
-    root, _ = recursive.check_tree(tree.children)
+    root, _ = tree_lib.check_tree(tree.children)
     head = params["head"]
     np.testing.assert_allclose(logits[b], ref.h[root] @ head["kernel"] + head["bias"],
                                atol=1e-5)
-
-
-# ----------------------------------------------------------------------------
-# Malformed trees: clear errors naming the tree and the node.
-
-GOOD = recursive.Tree([0, 1, -1], [[], [], [0, 1]])
-
-
-@pytest.mark.parametrize("bad, message", [
-    (recursive.Tree([0, 1, -1, -1], [[], [], [0, 3], [1, 2]]),
-     r"tree 1: node \d is its own descendant \(cycle \d -> \d -> \d\)"),
-    (recursive.Tree([0, 1, -1, -1], [[], [], [0, 1], [0, 2]]),
-     r"tree 1: node 0 is a child of both node 2 and node 3"),
-    (recursive.Tree([0, 1, 2, -1], [[], [], [], [0, 1]]),
-     r"tree 1: 2 roots \(nodes \[2, 3\]"),
-    (recursive.Tree([0, 1, -1], [[], [], [0, 5]]),
-     r"tree 1: node 2 has child index 5, out of range \[0, 3\)"),
-    (recursive.Tree([0, 1, -1], [[], [], [0, -1]]),
-     r"tree 1: node 2 has child index -1, out of range"),
-    (recursive.Tree([0, 1, 2, -1], [[], [], [], [0, 1, 2]]),
-     r"tree 1: node 3 has 3 children, but the tree_lstm composition needs "
-     r"exactly 2 \(or 0 for a leaf\)"),
-    (recursive.Tree([0, -1], [[], [0]]),
-     r"tree 1: node 1 has 1 children, but the tree_lstm composition needs exactly 2"),
-    (recursive.Tree([0, -1], [[], [0, 1]]), r"tree 1: node 1 is its own child"),
-    (recursive.Tree([0, 1], [[], [], []]), r"tree 1: 2 tokens but 3 child lists"),
-    (recursive.Tree([], []), r"tree 1: has no nodes"),
-])
-def test_malformed_trees_name_the_tree_and_node(bad, message):
-  with pytest.raises(recursive.MalformedTreeError, match=message):
-    recursive.batch_trees([GOOD, bad], arity=2, composition="tree_lstm")
-
-
-def test_cycle_error_shows_the_cycle():
-  bad = recursive.Tree([0] * 5, [[], [2], [3], [1], [0]])  # 1 -> 2 -> 3 -> 1
-  with pytest.raises(recursive.MalformedTreeError,
-                     match=r"tree 0: node \d is its own descendant \(cycle "
-                           r"\d -> \d -> \d -> \d\)"):
-    recursive.batch_trees([bad])
-
-
-def test_child_sum_accepts_any_arity_up_to_max_children():
-  tree = recursive.Tree([0, 1, 2, -1], [[], [], [], [0, 1, 2]])
-  batch = recursive.batch_trees([tree, GOOD])
-  assert batch.children.shape == (8, 3)
-  with pytest.raises(recursive.MalformedTreeError,
-                     match=r"tree 0: node 3 has 3 children, more than the 2"):
-    recursive.batch_trees([tree], max_children=2)
-
-
-# ----------------------------------------------------------------------------
-# Layout and bucketing.
-
-def test_bucket_sizes():
-  assert [recursive.bucket(n) for n in (1, 2, 3, 4, 5, 7, 9, 13, 100, 129)] == \
-      [1, 2, 3, 4, 6, 8, 12, 16, 128, 192]
-  assert recursive.bucket(3, minimum=8) == 8
-
-
-def test_layout_levels_schedule_and_few_shapes():
-  rng = np.random.default_rng(0)
-  shapes = set()
-  for _ in range(20):
-    trees = [random_tree(rng, int(rng.integers(10, 30)), arity=2) for _ in range(16)]
-    for pack in (False, True):
-      batch = recursive.batch_trees(trees, arity=2, pack=pack)
-      shapes.add((pack, batch.tokens.shape, batch.schedule.shape))
-      # Every internal node exactly once, after all its children.
-      step_of = {}
-      for s, row in enumerate(batch.schedule):
-        for slot in row[row < len(batch.tokens)]:
-          assert slot not in step_of
-          step_of[int(slot)] = s
-      internal = np.flatnonzero(batch.levels > 0)
-      assert sorted(step_of) == sorted(internal.tolist())
-      for slot in internal:
-        for child in batch.children[slot][batch.children[slot] >= 0]:
-          assert batch.levels[child] < batch.levels[slot]
-          assert step_of.get(int(child), -1) < step_of[int(slot)]
-      if not pack:
-        for slot, s in step_of.items():
-          assert batch.levels[slot] == s + 1
-  assert len(shapes) <= 12  # 40 batches of different trees, few programs
-
-
-def test_sizes_below_need_are_errors():
-  with pytest.raises(ValueError, match=r"num_slots: the batch needs at least 3, got 2"):
-    recursive.batch_trees([GOOD], num_slots=2)
-  with pytest.raises(ValueError, match=r"num_steps: the batch needs at least 1, got 0"):
-    recursive.batch_trees([GOOD], num_steps=0)
 
 
 # ----------------------------------------------------------------------------
