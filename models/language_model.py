@@ -4,12 +4,12 @@ B = batch, T = time, E = embedding size, H = hidden units, V = vocabulary,
 P = prompt length, S = sampled tokens.
 
   ids [B, T] -> embedding [B, T, E] -> dropout -> stacked RNN
-  (`models.unroll.stacked`, dropout between layers) -> dropout -> softmax
+  (`models.layers.RNN`, dropout between layers) -> dropout -> softmax
   layer [B, T, V]
 
 Dropout sits on the non-recurrent connections only (Zaremba et al.); the
 recurrent state is carried from batch to batch: the model takes `carry` (one
-state per layer, as `models.unroll.stacked` returns) and returns the new one.
+state per layer, as `models.layers.RNN` returns) and returns the new one.
 `reset` [B] zeroes the incoming state of chosen rows (e.g. at an epoch start).
 The output layer is one [B*T, H] x [H, V] matmul, the step's biggest cost.
 """
@@ -23,56 +23,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models import cells as cells_lib
-from models import unroll
+from models import layers
 
 
 def _uniform(scale: float):
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -scale, scale)
   return init
-
-
-class _Stack(nn.Module):
-  """Stacked layers through `unroll.stacked`, params under `layer_{k}` as in
-  `models.layers.RNN`; with init_scale the uniform params are drawn
-  directly (no throw-away orthogonal init, which is slow to compile)."""
-  cell: str
-  hidden_size: int
-  num_layers: int
-  dropout_rate: float
-  cell_options: Mapping[str, Any] | None
-  init_scale: float | None
-  unroll: int
-
-  def _layer_init(self, cell, input_size):
-    def init(key):
-      if self.init_scale is None:
-        return cell.init(key, input_size, self.hidden_size)
-      shapes = jax.eval_shape(
-          lambda: cell.init(jax.random.PRNGKey(0), input_size, self.hidden_size))
-      leaves, treedef = jax.tree_util.tree_flatten(shapes)
-      keys = jax.random.split(key, len(leaves))
-      return jax.tree_util.tree_unflatten(treedef, [
-          _uniform(self.init_scale)(k, leaf.shape, leaf.dtype)
-          for k, leaf in zip(keys, leaves)])
-    return init
-
-  @nn.compact
-  def __call__(self, xs, lengths, carry, *, deterministic: bool):
-    """xs [B, T, E], lengths [B] or None -> (ys [B, T, H], finals per layer)."""
-    cell = cells_lib.get_cell(self.cell, **dict(self.cell_options or {}))
-    layer_params, input_size = [], xs.shape[-1]
-    for depth in range(self.num_layers):
-      layer_params.append(self.param(f"layer_{depth}",
-                                     self._layer_init(cell, input_size)))
-      input_size = self.hidden_size
-    use_dropout = self.dropout_rate > 0.0 and not deterministic
-    return unroll.stacked(
-        cell, layer_params, xs, lengths, initial_states=carry,
-        dropout_rate=self.dropout_rate,
-        dropout_rng=self.make_rng("dropout") if use_dropout else None,
-        unroll=self.unroll)
 
 
 class LanguageModel(nn.Module):
@@ -103,17 +60,18 @@ class LanguageModel(nn.Module):
   cell_options: Mapping[str, Any] | None = None
   unroll: int = 1
 
-  def initial_carry(self, batch_size: int, dtype=jnp.float32) -> tuple[Any, ...]:
-    """Zero state per layer (e.g. LSTMState(h [B, H], c [B, H])).
+  @nn.nowrap
+  def _rnn(self, **kwargs) -> layers.RNN:
+    return layers.RNN(
+        cell=self.cell, hidden_size=self.hidden_size, num_layers=self.num_layers,
+        dropout_rate=self.dropout_rate, cell_options=self.cell_options,
+        init_scale=self.init_scale, unroll=self.unroll, **kwargs)
 
-    Every leaf is its own buffer (a cell's initial state may share one array
-    between h and c), so the training loop can donate the carry.
-    """
-    cell = cells_lib.get_cell(self.cell, **dict(self.cell_options or {}))
-    return tuple(
-        jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype),
-                               cell.initial_state(batch_size, self.hidden_size, dtype))
-        for _ in range(self.num_layers))
+  @nn.nowrap
+  def initial_carry(self, batch_size: int, dtype=jnp.float32) -> tuple[Any, ...]:
+    """Zero state per layer (e.g. LSTMState(h [B, H], c [B, H])), each leaf
+    its own buffer, so the training loop can donate the carry."""
+    return self._rnn(parent=None).zero_states(batch_size, dtype)
 
   @nn.compact
   def __call__(self, inputs: jax.Array, lengths: jax.Array | None = None, *,
@@ -149,11 +107,8 @@ class LanguageModel(nn.Module):
     embedding = self.param("embed", embed_init, (self.vocab_size, embed_size))
     xs = jnp.take(embedding, inputs, axis=0)                 # [B, T, E]
     xs = nn.Dropout(self.dropout_rate)(xs, deterministic=deterministic)
-    ys, new_carry = _Stack(
-        cell=self.cell, hidden_size=self.hidden_size, num_layers=self.num_layers,
-        dropout_rate=self.dropout_rate, cell_options=self.cell_options,
-        init_scale=scale, unroll=self.unroll, name="rnn")(
-            xs, lengths, carry, deterministic=deterministic)
+    ys, new_carry = self._rnn(name="rnn")(
+        xs, lengths, initial_states=carry, deterministic=deterministic)
     ys = nn.Dropout(self.dropout_rate)(ys, deterministic=deterministic)
 
     if self.tie_embeddings:

@@ -1,16 +1,19 @@
 """Thin Flax linen modules that own recurrent params and call the pure functions.
 
-B = batch, T = time, I = input features, H = hidden units.
+B = batch, T = time, I = input features, H = hidden units, G = gates per cell.
 
-The params of layer k live under `layer_{k}` as the cell's plain dict (or
-{'forward', 'backward'} for bidirectional layers), so
+`RNN` is the one module that owns the params of a recurrent stack; the
+language model, the seq2seq encoder and decoder and `RecurrentEncoder` all
+use it, and it is the one place that builds the cell from its name and
+options. The params of layer k live under `layer_{k}` as the cell's plain
+dict (or {'forward', 'backward'} for bidirectional layers), so
 `variables['params']['layer_0']` can be handed straight to `models.unroll`
 or `models.convert.to_torch`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -20,17 +23,43 @@ from models import cells as cells_lib
 from models import unroll
 
 
-def _uniform_like(key, params, scale):
-  """Replaces every array in params by U(-scale, scale) (Zaremba et al. 2014)."""
-  leaves, treedef = jax.tree_util.tree_flatten(params)
-  keys = jax.random.split(key, len(leaves))
-  return jax.tree_util.tree_unflatten(treedef, [
-      jax.random.uniform(k, x.shape, x.dtype, -scale, scale)
-      for k, x in zip(keys, leaves)])
+def _uniform_init(cell: cells_lib.Cell, input_size: int, hidden_size: int,
+                  bidirectional: bool, scale: float, dtype):
+  """Every param of a layer ~ U(-scale, scale) (Zaremba et al. 2014), drawn
+  directly with one key per leaf: the cell's own (orthogonal) init is only
+  traced for its shapes, never run, as it is slow to compile."""
+  def one_direction():
+    return cell.init(jax.random.PRNGKey(0), input_size, hidden_size, dtype)
+
+  def init(key):
+    shapes = jax.eval_shape(
+        lambda: {"forward": one_direction(), "backward": one_direction()}
+        if bidirectional else one_direction())
+    leaves, treedef = jax.tree_util.tree_flatten(shapes)
+    keys = jax.random.split(key, len(leaves))
+    return jax.tree_util.tree_unflatten(treedef, [
+        jax.random.uniform(k, leaf.shape, leaf.dtype, -scale, scale)
+        for k, leaf in zip(keys, leaves)])
+  return init
+
+
+class StackParams(NamedTuple):
+  """What `RNN.stack_params` returns.
+
+  layers: one entry per layer, bottom first: the cell's params, or
+    {'forward', 'backward'} when bidirectional (as `unroll.stacked` takes).
+  initial: with learn_initial_state, each layer's learned state as a dict of
+    [1, H] fields (a (forward, backward) pair when bidirectional); else None.
+  """
+  layers: list[Any]
+  initial: list[Any] | None
 
 
 class RNN(nn.Module):
   """A stack of recurrent layers, optionally bidirectional.
+
+  `__call__` runs whole sequences through `unroll.stacked`; `step_function`
+  gives one step of a unidirectional stack, for decoders.
 
   Attributes:
     cell: 'rnn', 'lstm' or 'gru'.
@@ -44,6 +73,7 @@ class RNN(nn.Module):
     learn_initial_state: learn each layer's (and direction's) initial state,
       shared by all sequences (params `initial_{k}`, zeros at init), instead
       of starting from zeros. Used when no initial_states are passed.
+    unroll: scan steps per iteration.
   """
   cell: str
   hidden_size: int
@@ -57,69 +87,129 @@ class RNN(nn.Module):
   unroll: int = 1
   param_dtype: Any = jnp.float32
 
-  def _cell(self) -> cells_lib.Cell:
+  @nn.nowrap
+  def cell_functions(self) -> cells_lib.Cell:
+    """The pure cell named by `cell` and `cell_options` (works unbound)."""
     return cells_lib.get_cell(self.cell, **dict(self.cell_options or {}))
 
-  def _layer_init(self, cell, input_size):
-    def init(key):
-      if self.bidirectional:
-        k_fwd, k_bwd = jax.random.split(key)
-        params = {
-            "forward": cell.init(k_fwd, input_size, self.hidden_size, self.param_dtype),
-            "backward": cell.init(k_bwd, input_size, self.hidden_size, self.param_dtype)}
-      else:
-        params = cell.init(key, input_size, self.hidden_size, self.param_dtype)
-      if self.init_scale is not None:
-        params = _uniform_like(jax.random.fold_in(key, 1), params, self.init_scale)
-      return params
-    return init
-
-  def _learned_initial_states(self, cell, batch: int, dtype):
-    """One learned state per layer (a (fwd, bwd) pair if bidirectional)."""
-    template = cell.initial_state(1, self.hidden_size, self.param_dtype)
-
-    def one(name):
-      fields = self.param(name, lambda key: template._asdict())
-      return type(template)(**{
-          k: jnp.broadcast_to(v, (batch, self.hidden_size)).astype(dtype)
-          for k, v in fields.items()})
-    states = []
-    for depth in range(self.num_layers):
-      if self.bidirectional:
-        states.append((one(f"initial_{depth}_forward"),
-                       one(f"initial_{depth}_backward")))
-      else:
-        states.append(one(f"initial_{depth}"))
-    return states
-
+  @nn.nowrap
   def output_size(self) -> int:
     if self.bidirectional and self.merge == "concat":
       return 2 * self.hidden_size
     return self.hidden_size
 
+  @nn.nowrap
+  def zero_states(self, batch: int, dtype=jnp.float32) -> tuple[Any, ...]:
+    """Zero state per layer (a (forward, backward) pair if bidirectional),
+    e.g. LSTMState(h [B, H], c [B, H]). Works unbound.
+
+    Every leaf is its own buffer (a cell's initial state may share one array
+    between h and c), so a training loop can donate them.
+    """
+    cell = self.cell_functions()
+
+    def zeros():
+      return jax.tree_util.tree_map(
+          lambda x: jnp.zeros(x.shape, x.dtype),
+          cell.initial_state(batch, self.hidden_size, dtype))
+    return tuple((zeros(), zeros()) if self.bidirectional else zeros()
+                 for _ in range(self.num_layers))
+
+  def _layer_init(self, cell, input_size):
+    if self.init_scale is not None:
+      return _uniform_init(cell, input_size, self.hidden_size,
+                           self.bidirectional, self.init_scale, self.param_dtype)
+
+    def init(key):
+      if self.bidirectional:
+        k_fwd, k_bwd = jax.random.split(key)
+        return {
+            "forward": cell.init(k_fwd, input_size, self.hidden_size, self.param_dtype),
+            "backward": cell.init(k_bwd, input_size, self.hidden_size, self.param_dtype)}
+      return cell.init(key, input_size, self.hidden_size, self.param_dtype)
+    return init
+
   @nn.compact
-  def __call__(self, xs: jax.Array, lengths: jax.Array | None = None, *,
-               initial_states=None, deterministic: bool = True):
-    """xs [B, T, I], lengths [B] -> (ys [B, T, H or 2H], finals per layer)."""
-    if xs.ndim != 3:
-      raise ValueError(f"xs: expected rank 3 [batch, time, features], got shape "
-                       f"{tuple(xs.shape)}")
-    cell = self._cell()
+  def stack_params(self, input_size: int) -> StackParams:
+    """The stack's params, created at init for layer-0 inputs [..., I]."""
+    cell = self.cell_functions()
     layers = []
-    input_size = xs.shape[-1]
     for depth in range(self.num_layers):
       layers.append(self.param(f"layer_{depth}", self._layer_init(cell, input_size)))
       input_size = self.output_size()
-    if initial_states is None and self.learn_initial_state:
-      initial_states = self._learned_initial_states(
-          cell, xs.shape[0], jnp.result_type(xs.dtype, self.param_dtype))
+    if not self.learn_initial_state:
+      return StackParams(layers, None)
+    template = cell.initial_state(1, self.hidden_size, self.param_dtype)._asdict()
+
+    def learned(name):
+      return self.param(name, lambda key: template)
+    initial = []
+    for depth in range(self.num_layers):
+      if self.bidirectional:
+        initial.append((learned(f"initial_{depth}_forward"),
+                        learned(f"initial_{depth}_backward")))
+      else:
+        initial.append(learned(f"initial_{depth}"))
+    return StackParams(layers, initial)
+
+  def _broadcast_initial(self, initial, batch: int, dtype):
+    """Learned [1, H] fields -> one state [B, H] per layer (and direction)."""
+    state_type = type(self.cell_functions().initial_state(1, self.hidden_size))
+
+    def one(fields):
+      return state_type(**{
+          k: jnp.broadcast_to(v, (batch, self.hidden_size)).astype(dtype)
+          for k, v in fields.items()})
+    return [tuple(one(f) for f in layer) if self.bidirectional else one(layer)
+            for layer in initial]
+
+  def __call__(self, xs: jax.Array, lengths: jax.Array | None = None, *,
+               initial_states=None, deterministic: bool = True):
+    """xs [B, T, I], lengths [B] -> (ys [B, T, H or 2H], finals per layer).
+
+    initial_states: one per layer (a (forward, backward) pair if
+    bidirectional), as `unroll.stacked` takes and returns; None starts from
+    zeros (or the learned states).
+    """
+    if xs.ndim != 3:
+      raise ValueError(f"xs: expected rank 3 [batch, time, features], got shape "
+                       f"{tuple(xs.shape)}")
+    params = self.stack_params(xs.shape[-1])
+    if initial_states is None and params.initial is not None:
+      initial_states = self._broadcast_initial(
+          params.initial, xs.shape[0], jnp.result_type(xs.dtype, self.param_dtype))
     use_dropout = self.dropout_rate > 0.0 and not deterministic
     return unroll.stacked(
-        cell, layers, xs, lengths, bidirectional=self.bidirectional,
-        merge=self.merge, initial_states=initial_states,
-        dropout_rate=self.dropout_rate,
+        self.cell_functions(), params.layers, xs, lengths,
+        bidirectional=self.bidirectional, merge=self.merge,
+        initial_states=initial_states, dropout_rate=self.dropout_rate,
         dropout_rng=self.make_rng("dropout") if use_dropout else None,
         unroll=self.unroll)
+
+  def step_function(self, input_size: int) -> Callable[..., tuple[tuple, jax.Array]]:
+    """One step of the (unidirectional) stack as a pure function, params bound:
+
+      step(states, gates_0 [B, G*H]) -> (states, h [B, H] of the top layer)
+
+    states: one per layer. gates_0 is layer 0's input projection (its
+    `cell.project`, with the bias): the caller makes it, so it can be hoisted
+    out of a loop or assembled from parts. No dropout. Being pure, `step` can
+    run inside `lax` loops; input_size (layer 0's I) creates the params at init.
+    """
+    if self.bidirectional:
+      raise ValueError("step_function: a bidirectional stack has no single "
+                       "next step; use a unidirectional RNN")
+    cell = self.cell_functions()
+    layers = self.stack_params(input_size).layers
+
+    def step(states, gates_0):
+      new_states, h = [], None
+      for depth, params in enumerate(layers):
+        gx = gates_0 if depth == 0 else cell.project(params, h)
+        state, h = cell.step(params, states[depth], gx)
+        new_states.append(state)
+      return tuple(new_states), h
+    return step
 
 
 class RecurrentEncoder(nn.Module):

@@ -1,15 +1,15 @@
-"""Encoder-decoder networks (Sutskever et al. 2014, Cho et al. 2014), attention
-(Bahdanau et al. 2015; Luong et al. 2015) and jitted greedy and beam decoding.
+"""Encoder-decoder networks (Sutskever et al. 2014, Cho et al. 2014) with
+attention (Bahdanau et al. 2015; Luong et al. 2015).
 
 B = batch, S = source steps, T = target steps, E = embedding size,
 H = hidden units per layer (and direction), M = memory width (H, or 2H with a
 bidirectional encoder), A = attention units, V = target vocabulary,
-K = beam size, L = maximum decoded length.
+K = beam size, L = maximum decoded length, G = gates per cell.
 
-Token ids: 0 = PAD, 1 = BOS, 2 = EOS (every vocabulary of this project puts
-them there). The model never predicts PAD or BOS: their logits are pinned to
-a large negative constant, in training and decoding alike, so the
-distribution is over real tokens and EOS.
+Token ids: 0 = PAD, 1 = BOS, 2 = EOS (`models.decoding`). The model never
+predicts PAD or BOS: their logits are pinned to a large negative constant,
+in training and decoding alike, so the distribution is over real tokens and
+EOS.
 
   source ids [B, S] --embed--> (reversed within length if reverse_source)
     --> encoder: `models.layers.RNN` (stacked, optionally bidirectional;
@@ -20,7 +20,7 @@ distribution is over real tokens and EOS.
           'dense' tanh(W [final fwd; final bwd] + b) per layer and state
                   field (Cho et al.'s h0 = tanh(V c); any encoder)
           'zeros' no bridge (only sensible with attention)
-  decoder, one step (stacked cells' `step`, params under params['decoder']):
+  decoder (`Decoder`, params under params['decoder']), one step:
     attention 'none'      s_t = RNN(s_{t-1}, emb(y_{t-1}));         o_t = s_t
     attention 'bahdanau'  c_t = attend(s_{t-1}) (additive score v.tanh(W s + U h));
                           s_t = RNN(s_{t-1}, [emb(y_{t-1}); c_t]);
@@ -35,49 +35,44 @@ distribution is over real tokens and EOS.
   Attention scores of padded source steps are set to a large negative
   constant before the softmax, so their weight is exactly 0.
 
-Teacher forcing (`Seq2seq.__call__`): decoder inputs are BOS followed by the
-target shifted right; the input projection of the target embeddings is one
-matmul for all steps. When the recurrence does not depend on attention
-('none', or Luong without input feeding) the decoder runs through
-`models.unroll.stacked` and attention is one batched einsum; otherwise the
+Teacher forcing (`Seq2seq.__call__`, `Decoder.__call__`): decoder inputs are
+BOS followed by the target shifted right; the input projection of the target
+embeddings is one matmul for all steps. When the recurrence does not depend
+on attention ('none', or Luong without input feeding) the decoder's `RNN`
+runs whole sequences and attention is one batched einsum; otherwise the
 decoder steps the cells inside one `lax.scan` over T. Both paths compute the
-same numbers (tested).
+same numbers as `Decoder.step` run token by token (tested).
 
-Decoding (`greedy_decode`, `beam_search`) runs the same step inside a
-`lax.while_loop` over at most L steps and stops early once every sequence
-(every beam) has emitted EOS. Beam search keeps K hypotheses per sentence
-(the batch is flattened to B*K rows); a finished hypothesis stays in its
-beam with its score frozen and competes with the live ones by length-
-normalised score, log p / length**alpha (length counts EOS; alpha = 0 is the
-raw sum). At every step all live hypotheses have the same length, so with
-K = 1 beam search picks greedy's token each step: beam size 1 is greedy
-decoding for any alpha. The n-best list comes out sorted by normalised score.
+Decoding: `greedy_decode`, `beam_search` and `sequence_log_probs` bind
+`Decoder.step` to the generic decoders of `models.decoding`, jitted.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from models import cells as cells_lib
+from models import decoding
 from models import layers
 from models import unroll
 from models.checks import check_one_of
 
-PAD, BOS, EOS = 0, 1, 2
-NUM_SPECIAL = 3
+PAD, BOS, EOS = decoding.PAD, decoding.BOS, decoding.EOS
+NUM_SPECIAL, NEG = decoding.NUM_SPECIAL, decoding.NEG
 ATTENTIONS = ("none", "bahdanau", "dot", "general")
 BRIDGES = ("copy", "dense", "zeros")
-NEG = -1e9  # "minus infinity" that stays finite (no inf - inf = nan)
 
 _embed_init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", out_axis=0)
+_lecun = jax.nn.initializers.lecun_normal()
 
 
-class Encoded(NamedTuple):
+@flax.struct.dataclass
+class Encoded:
   """What decoding needs from the source.
 
   memory [B, S, M]; mask [B, S] bool (True on real steps); keys: the memory
@@ -89,6 +84,223 @@ class Encoded(NamedTuple):
   mask: jax.Array
   keys: Any
   states: tuple
+
+
+@flax.struct.dataclass
+class DecoderCarry:
+  """The decoder's recurrent state: states, one per layer; feed: o_{t-1}
+  [B, H] for input feeding, else None."""
+  states: tuple
+  feed: jax.Array | None
+
+
+def _affine(p, x: jax.Array) -> jax.Array:
+  """x [..., I] @ p['w'] [I, O] + p['b'] [O] -> [..., O]."""
+  bias = p["b"].reshape((1,) * (x.ndim - 1) + p["b"].shape)
+  return x @ p["w"] + bias
+
+
+def _affine_init(size_in: int, size_out: int):
+  """LeCun-normal w [I, O], zero b [O]."""
+  def init(key):
+    return {"w": _lecun(key, (size_in, size_out)), "b": jnp.zeros((size_out,))}
+  return init
+
+
+def _combine(p, hidden: jax.Array, context: jax.Array) -> jax.Array:
+  """tanh(W_c [hidden; context] + b_c): [..., H], [..., M] -> [..., H]."""
+  return jnp.tanh(_affine(p, jnp.concatenate([hidden, context], axis=-1)))
+
+
+def _attend(kind: str, p, query: jax.Array, encoded: Encoded):
+  """query [B, H] or [B, T, H] -> (context [.., M], weights [.., S]).
+
+  Padded source steps get weight exactly 0; the weights sum to 1.
+  """
+  single = query.ndim == 2
+  if single:
+    query = query[:, None, :]
+  if kind == "bahdanau":
+    q = jnp.einsum("bth,ha->bta", query, p["w_query"])
+    hidden = jnp.tanh(q[:, :, None, :] + encoded.keys[:, None, :, :]
+                      + p["b"][None, None, None, :])             # [B, T, S, A]
+    scores = jnp.einsum("btsa,a->bts", hidden, p["v"])
+  else:
+    scores = jnp.einsum("bth,bsh->bts", query, encoded.keys)
+  mask = encoded.mask[:, None, :]
+  scores = jnp.where(mask, scores, NEG)
+  weights = jax.nn.softmax(scores, axis=-1)
+  weights = jnp.where(mask, weights, 0.0)
+  context = jnp.einsum("bts,bsm->btm", weights, encoded.memory)
+  if single:
+    return context[:, 0], weights[:, 0]
+  return context, weights
+
+
+class Decoder(nn.Module):
+  """The target side of `Seq2seq`: embedding, stacked cells (`layers.RNN`),
+  attention and the output layer; see the module docstring.
+
+  `__call__` runs teacher forcing over whole target sequences, `step` one
+  decoding step; both read the source through an `Encoded`.
+
+  Params: 'embed' [V, E]; 'layer_{k}', the RNN's ('layer_0' reads
+  [emb; feed], w_ih [E + feed_size, G*H]); 'attention' (bahdanau: w_query
+  [H, H], w_key [M, H], b [H], v [H]; general: w_key [M, H]); 'combine'
+  {w [H + M, H], b [H]} with attention; 'out' {w [H, V], b [V]}. The RNN
+  shares this module's scope (`nn.share_scope`), so its layers sit next to
+  the other params, where checkpoints and `models.convert` find them.
+
+  Attributes:
+    vocab_size: V, including the 3 special ids.
+    embed_size, hidden_size, num_layers, cell, cell_options: as in `Seq2seq`.
+    attention: one of ATTENTIONS.
+    input_feeding: feed o_{t-1} into layer 0 (Luong's; dot/general only).
+    memory_size: M.
+    dropout: the model's dropout module, applied to the target embeddings
+      and to o_t (shared with the source side: one stream of masks).
+  """
+  vocab_size: int
+  embed_size: int
+  hidden_size: int
+  num_layers: int
+  cell: str
+  attention: str
+  input_feeding: bool
+  memory_size: int
+  dropout: nn.Module
+  cell_options: Mapping[str, Any] | None = None
+
+  @property
+  def feed_size(self) -> int:
+    """Width of the extra layer-0 input next to the embedding."""
+    if self.attention == "bahdanau":
+      return self.memory_size
+    return self.hidden_size if self.input_feeding else 0
+
+  @property
+  def input_size(self) -> int:
+    """Width of layer 0's input: E + feed_size."""
+    return self.embed_size + self.feed_size
+
+  @property
+  def recurrence_uses_attention(self) -> bool:
+    return self.feed_size > 0
+
+  def setup(self):
+    hidden, memory = self.hidden_size, self.memory_size
+    self.embed = self.param("embed", _embed_init,
+                            (self.vocab_size, self.embed_size))
+    self.rnn = layers.RNN(cell=self.cell, hidden_size=hidden,
+                          num_layers=self.num_layers,
+                          cell_options=self.cell_options)
+    nn.share_scope(self, self.rnn)
+    self.attention_params = None
+    if self.attention in ("bahdanau", "general"):
+      self.attention_params = self.param("attention", self._init_attention)
+    self.combine_params = None
+    if self.attention != "none":
+      self.combine_params = self.param("combine",
+                                       _affine_init(hidden + memory, hidden))
+    self.out_params = self.param("out", _affine_init(hidden, self.vocab_size))
+
+  def _init_attention(self, key) -> dict[str, jax.Array]:
+    hidden, memory = self.hidden_size, self.memory_size
+    if self.attention == "general":
+      return {"w_key": _lecun(key, (memory, hidden))}
+    k_query, k_key, k_v = jax.random.split(key, 3)
+    return {"w_query": _lecun(k_query, (hidden, hidden)),
+            "w_key": _lecun(k_key, (memory, hidden)),
+            "b": jnp.zeros((hidden,)),
+            "v": _lecun(k_v, (hidden, 1))[:, 0]}
+
+  def attention_keys(self, memory: jax.Array):
+    """memory [B, S, M] projected once for attention (None without)."""
+    if self.attention in ("bahdanau", "general"):
+      return jnp.einsum("bsm,mh->bsh", memory, self.attention_params["w_key"])
+    if self.attention == "dot":
+      return memory
+    return None
+
+  def initial_carry(self, encoded: Encoded) -> DecoderCarry:
+    """The carry before the first step: the bridged states, zero o_{t-1}."""
+    feed = None
+    if self.input_feeding:
+      batch = encoded.memory.shape[0]
+      feed = jnp.zeros((batch, self.hidden_size), encoded.memory.dtype)
+    return DecoderCarry(encoded.states, feed)
+
+  def _embedding_gates(self, emb: jax.Array) -> jax.Array:
+    """Target embeddings [..., E] -> their part of layer 0's gates [..., G*H]
+    (with the bias), one matmul for all steps."""
+    layer = self.rnn.stack_params(self.input_size).layers[0]
+    return self.rnn.cell_functions().project(
+        {**layer, "w_ih": layer["w_ih"][:self.embed_size]}, emb)
+
+  def _logits(self, outputs: jax.Array) -> jax.Array:
+    """o [..., H] -> logits [..., V]; PAD and BOS pinned to NEG."""
+    logits = _affine(self.out_params, outputs)
+    never = jnp.arange(self.vocab_size) < NUM_SPECIAL - 1        # PAD, BOS
+    return jnp.where(never.reshape((1,) * (outputs.ndim - 1) + never.shape),
+                     NEG, logits)
+
+  def _gates_step(self, encoded: Encoded):
+    """A pure step(carry, gx_t [B, G*H]) -> (carry, (o_t [B, H], attention
+    weights [B, S])), gx_t from `_embedding_gates` of y_{t-1}; params bound,
+    so it can run inside `lax` loops."""
+    rnn_step = self.rnn.step_function(self.input_size)
+    w_extra = self.rnn.stack_params(self.input_size).layers[0]["w_ih"][self.embed_size:]
+    kind, feeding = self.attention, self.input_feeding
+    attention, combine = self.attention_params, self.combine_params
+
+    def step(carry: DecoderCarry, gx_t):
+      if kind == "bahdanau":
+        context, weights = _attend(kind, attention, carry.states[-1].h, encoded)
+        gx_t = gx_t + context @ w_extra
+      elif feeding:
+        gx_t = gx_t + carry.feed @ w_extra
+      states, h = rnn_step(carry.states, gx_t)
+      if kind == "bahdanau":
+        o = _combine(combine, h, context)
+      elif kind == "none":
+        o, weights = h, jnp.zeros(encoded.mask.shape, h.dtype)
+      else:
+        context, weights = _attend(kind, attention, h, encoded)
+        o = _combine(combine, h, context)
+      return DecoderCarry(states, o if feeding else None), (o, weights)
+    return step
+
+  def __call__(self, decoder_inputs: jax.Array, encoded: Encoded, *,
+               deterministic: bool = True) -> tuple[jax.Array, jax.Array]:
+    """Teacher forcing: decoder_inputs [B, T] (BOS + shifted target) ->
+    (logits [B, T, V], attention weights [B, T, S] (zeros without))."""
+    emb = self.dropout(self.embed[decoder_inputs],
+                       deterministic=deterministic)              # [B, T, E]
+    if not self.recurrence_uses_attention:
+      hs, _ = self.rnn(emb, initial_states=encoded.states)        # [B, T, H]
+      if self.attention == "none":
+        outputs = hs
+        weights = jnp.zeros(hs.shape[:2] + encoded.memory.shape[1:2], hs.dtype)
+      else:
+        context, weights = _attend(self.attention, self.attention_params, hs,
+                                   encoded)
+        outputs = _combine(self.combine_params, hs, context)
+    else:
+      step = self._gates_step(encoded)
+      gx = self._embedding_gates(emb)                             # [B, T, G*H]
+      _, (outputs, weights) = jax.lax.scan(
+          step, self.initial_carry(encoded), jnp.swapaxes(gx, 0, 1))
+      outputs = jnp.swapaxes(outputs, 0, 1)                       # [B, T, H]
+      weights = jnp.swapaxes(weights, 0, 1)                       # [B, T, S]
+    outputs = self.dropout(outputs, deterministic=deterministic)
+    return self._logits(outputs), weights
+
+  def step(self, carry: DecoderCarry, tokens: jax.Array, encoded: Encoded):
+    """One decoding step: tokens [B] (y_{t-1}) -> (carry, logits [B, V],
+    attention weights [B, S] (zeros without)). No dropout."""
+    carry, (o, weights) = self._gates_step(encoded)(
+        carry, self._embedding_gates(self.embed[tokens]))
+    return carry, self._logits(o), weights
 
 
 class Seq2seq(nn.Module):
@@ -125,9 +337,6 @@ class Seq2seq(nn.Module):
   # --------------------------------------------------------------------------
   # Static facts derived from the attributes.
 
-  def _cell(self) -> cells_lib.Cell:
-    return cells_lib.get_cell(self.cell, **dict(self.cell_options or {}))
-
   @property
   def memory_size(self) -> int:
     return self.hidden_size * (2 if self.bidirectional else 1)
@@ -135,17 +344,6 @@ class Seq2seq(nn.Module):
   @property
   def bridge_kind(self) -> str:
     return self.bridge or ("dense" if self.bidirectional else "copy")
-
-  @property
-  def feed_size(self) -> int:
-    """Width of the extra layer-0 decoder input next to the embedding."""
-    if self.attention == "bahdanau":
-      return self.memory_size
-    return self.hidden_size if self.input_feeding else 0
-
-  @property
-  def recurrence_uses_attention(self) -> bool:
-    return self.feed_size > 0
 
   def check(self) -> None:
     """ValueError naming the attribute, expected values and what was given."""
@@ -186,45 +384,22 @@ class Seq2seq(nn.Module):
         num_layers=self.num_layers, bidirectional=self.bidirectional,
         dropout_rate=self.dropout_rate, cell_options=self.cell_options,
         name="encoder")
-    self.decoder = self.param("decoder", self._init_decoder)
     self.dropout = nn.Dropout(self.dropout_rate)
+    self.decoder = Decoder(
+        vocab_size=self.tgt_vocab_size, embed_size=self.embed_size,
+        hidden_size=self.hidden_size, num_layers=self.num_layers,
+        cell=self.cell, attention=self.attention,
+        input_feeding=self.input_feeding, memory_size=self.memory_size,
+        dropout=self.dropout, cell_options=self.cell_options)
     if self.bridge_kind == "dense":
       self.bridge_params = self.param("bridge", self._init_bridge)
 
-  def _init_decoder(self, key) -> dict[str, Any]:
-    cell = self._cell()
-    keys = iter(jax.random.split(key, self.num_layers + 8))
-    hidden, memory, vocab = self.hidden_size, self.memory_size, self.tgt_vocab_size
-    lecun = jax.nn.initializers.lecun_normal()
-    params = {"embed": _embed_init(next(keys), (vocab, self.embed_size))}
-    for depth in range(self.num_layers):
-      size_in = self.embed_size + self.feed_size if depth == 0 else hidden
-      params[f"layer_{depth}"] = cell.init(next(keys), size_in, hidden)
-    attention = {}
-    if self.attention == "bahdanau":
-      attention = {"w_query": lecun(next(keys), (hidden, hidden)),
-                   "w_key": lecun(next(keys), (memory, hidden)),
-                   "b": jnp.zeros((hidden,)),
-                   "v": lecun(next(keys), (hidden, 1))[:, 0]}
-    elif self.attention == "general":
-      attention = {"w_key": lecun(next(keys), (memory, hidden))}
-    if attention:
-      params["attention"] = attention
-    if self.attention != "none":
-      params["combine"] = {"w": lecun(next(keys), (hidden + memory, hidden)),
-                           "b": jnp.zeros((hidden,))}
-    params["out"] = {"w": lecun(next(keys), (hidden, vocab)),
-                     "b": jnp.zeros((vocab,))}
-    return params
-
   def _init_bridge(self, key) -> list[dict[str, Any]]:
     """One {field: {'w', 'b'}} per decoder layer, fields of the cell state."""
-    cell = self._cell()
-    fields = cell.initial_state(1, self.hidden_size)._fields
-    lecun = jax.nn.initializers.lecun_normal()
+    fields = self.encoder.cell_functions().initial_state(1, self.hidden_size)._fields
     keys = iter(jax.random.split(key, self.num_layers * len(fields)))
-    return [{field: {"w": lecun(next(keys), (self.memory_size, self.hidden_size)),
-                     "b": jnp.zeros((self.hidden_size,))} for field in fields}
+    init = _affine_init(self.memory_size, self.hidden_size)
+    return [{field: init(next(keys)) for field in fields}
             for _ in range(self.num_layers)]
 
   # --------------------------------------------------------------------------
@@ -246,15 +421,12 @@ class Seq2seq(nn.Module):
     memory, finals = self.encoder(xs, lengths, deterministic=deterministic)
     mask = jnp.arange(steps)[None, :] < lengths[:, None]         # [B, S]
     states = self._bridge(finals, batch, memory.dtype)
-    return Encoded(memory, mask, attention_keys(self, self.decoder, memory),
-                   states)
+    return Encoded(memory, mask, self.decoder.attention_keys(memory), states)
 
   def _bridge(self, finals, batch: int, dtype) -> tuple:
-    cell = self._cell()
     kind = self.bridge_kind
     if kind == "zeros":
-      return tuple(cell.initial_state(batch, self.hidden_size, dtype)
-                   for _ in range(self.num_layers))
+      return self.decoder.rnn.zero_states(batch, dtype)
     if kind == "copy":
       return tuple(finals)
     states = []
@@ -263,13 +435,12 @@ class Seq2seq(nn.Module):
       fields = {}
       for field in parts[0]._fields:
         x = jnp.concatenate([getattr(p, field) for p in parts], axis=-1)
-        p = self.bridge_params[depth][field]
-        fields[field] = jnp.tanh(x @ p["w"] + p["b"][None, :])
+        fields[field] = jnp.tanh(_affine(self.bridge_params[depth][field], x))
       states.append(type(parts[0])(**fields))
     return tuple(states)
 
   # --------------------------------------------------------------------------
-  # Teacher forcing.
+  # Teacher forcing and one decoding step.
 
   def __call__(self, inputs, lengths, decoder_inputs, *,
                deterministic: bool = True) -> jax.Array:
@@ -281,171 +452,42 @@ class Seq2seq(nn.Module):
                      deterministic: bool = True):
     """-> (logits [B, T, V], attention weights [B, T, S] (zeros without))."""
     encoded = self.encode(inputs, lengths, deterministic=deterministic)
-    dec = self.decoder
-    cell = self._cell()
-    emb = dec["embed"][decoder_inputs]                           # [B, T, E]
-    emb = self.dropout(emb, deterministic=deterministic)
-    if not self.recurrence_uses_attention:
-      layers_ = [dec[f"layer_{k}"] for k in range(self.num_layers)]
-      hs, _ = unroll.stacked(cell, layers_, emb, initial_states=encoded.states)
-      outputs, weights = _attend_and_combine(self, dec, hs, encoded)
-    else:
-      gx = embed_gates(self, dec, emb)                           # [B, T, G*H]
-      carry = initial_carry(self, encoded)
+    return self.decoder(decoder_inputs, encoded, deterministic=deterministic)
 
-      def body(carry, gx_t):
-        carry, (o_t, w_t) = decoder_step(self, dec, carry, gx_t, encoded)
-        return carry, (o_t, w_t)
-      _, (outputs, weights) = jax.lax.scan(body, carry, jnp.swapaxes(gx, 0, 1))
-      outputs = jnp.swapaxes(outputs, 0, 1)                      # [B, T, H]
-      weights = jnp.swapaxes(weights, 0, 1)                      # [B, T, S]
-    outputs = self.dropout(outputs, deterministic=deterministic)
-    return output_logits(dec, outputs), weights
+  def initial_carry(self, encoded: Encoded) -> DecoderCarry:
+    return self.decoder.initial_carry(encoded)
+
+  def decode_step(self, carry: DecoderCarry, tokens: jax.Array,
+                  encoded: Encoded):
+    """`Decoder.step`: tokens [B] -> (carry, logits [B, V], weights [B, S])."""
+    return self.decoder.step(carry, tokens, encoded)
 
 
 # ----------------------------------------------------------------------------
-# Pure decoder pieces, shared by teacher forcing and decoding.
+# Decoding: `Decoder.step` bound to the decoders of `models.decoding`.
 
-def attention_keys(model: Seq2seq, dec, memory):
-  """The memory projected once for attention (None without attention)."""
-  if model.attention == "bahdanau":
-    return jnp.einsum("bsm,ma->bsa", memory, dec["attention"]["w_key"])
-  if model.attention == "general":
-    return jnp.einsum("bsm,mh->bsh", memory, dec["attention"]["w_key"])
-  if model.attention == "dot":
-    return memory
-  return None
-
-
-def attend(model: Seq2seq, dec, query: jax.Array, encoded: Encoded):
-  """query [B, H] or [B, T, H] -> (context [.., M], weights [.., S]).
-
-  Padded source steps get weight exactly 0; the weights sum to 1.
-  """
-  single = query.ndim == 2
-  if single:
-    query = query[:, None, :]
-  if model.attention == "bahdanau":
-    p = dec["attention"]
-    q = jnp.einsum("bth,ha->bta", query, p["w_query"])
-    hidden = jnp.tanh(q[:, :, None, :] + encoded.keys[:, None, :, :]
-                      + p["b"][None, None, None, :])             # [B, T, S, A]
-    scores = jnp.einsum("btsa,a->bts", hidden, p["v"])
-  else:
-    scores = jnp.einsum("bth,bsh->bts", query, encoded.keys)
-  mask = encoded.mask[:, None, :]
-  scores = jnp.where(mask, scores, NEG)
-  weights = jax.nn.softmax(scores, axis=-1)
-  weights = jnp.where(mask, weights, 0.0)
-  context = jnp.einsum("bts,bsm->btm", weights, encoded.memory)
-  if single:
-    return context[:, 0], weights[:, 0]
-  return context, weights
-
-
-def _combine(dec, hidden, context):
-  p = dec["combine"]
-  x = jnp.concatenate([hidden, context], axis=-1)
-  bias = p["b"].reshape((1,) * (x.ndim - 1) + p["b"].shape)
-  return jnp.tanh(x @ p["w"] + bias)
-
-
-def _attend_and_combine(model, dec, hs, encoded):
-  """Decoder outputs hs [B, T, H] -> (o [B, T, H], weights [B, T, S])."""
-  if model.attention == "none":
-    batch, steps = hs.shape[:2]
-    return hs, jnp.zeros((batch, steps, encoded.memory.shape[1]), hs.dtype)
-  context, weights = attend(model, dec, hs, encoded)
-  return _combine(dec, hs, context), weights
-
-
-def embed_gates(model: Seq2seq, dec, emb: jax.Array) -> jax.Array:
-  """Target embeddings [..., E] -> their part of layer 0's gates [..., G*H]
-  (with the bias), one matmul for all steps."""
-  layer = dec["layer_0"]
-  cell = model._cell()  # pylint: disable=protected-access
-  return cell.project({**layer, "w_ih": layer["w_ih"][:model.embed_size]}, emb)
-
-
-def initial_carry(model: Seq2seq, encoded: Encoded):
-  """(states per layer, o_{t-1} [B, H] for input feeding or None)."""
-  feed = None
-  if model.input_feeding:
-    batch = encoded.memory.shape[0]
-    feed = jnp.zeros((batch, model.hidden_size), encoded.memory.dtype)
-  return (encoded.states, feed)
-
-
-def decoder_step(model: Seq2seq, dec, carry, gx_t: jax.Array, encoded: Encoded):
-  """One decoder step. gx_t [B, G*H] from `embed_gates` of y_{t-1}.
-
-  Returns (carry, (o_t [B, H], attention weights [B, S])).
-  """
-  cell = model._cell()  # pylint: disable=protected-access
-  states, feed = carry
-  w_extra = dec["layer_0"]["w_ih"][model.embed_size:]
-  weights = None
-  if model.attention == "bahdanau":
-    context, weights = attend(model, dec, states[-1].h, encoded)
-    gx_t = gx_t + context @ w_extra
-  elif model.input_feeding:
-    gx_t = gx_t + feed @ w_extra
-  new_states, h = [], None
-  for depth in range(model.num_layers):
-    params = dec[f"layer_{depth}"]
-    gx = gx_t if depth == 0 else cell.project(params, h)
-    state, h = cell.step(params, states[depth], gx)
-    new_states.append(state)
-  if model.attention == "bahdanau":
-    o = _combine(dec, h, context)
-  elif model.attention == "none":
-    o = h
-    weights = jnp.zeros(encoded.mask.shape, h.dtype)
-  else:
-    context, weights = attend(model, dec, h, encoded)
-    o = _combine(dec, h, context)
-  return (tuple(new_states), o if model.input_feeding else None), (o, weights)
-
-
-def output_logits(dec, outputs: jax.Array) -> jax.Array:
-  """o [..., H] -> logits [..., V]; PAD and BOS pinned to NEG."""
-  p = dec["out"]
-  vocab = p["w"].shape[-1]
-  logits = outputs @ p["w"] + p["b"].reshape((1,) * (outputs.ndim - 1) + (vocab,))
-  never = jnp.arange(vocab) < NUM_SPECIAL - 1                  # PAD, BOS
-  return jnp.where(never.reshape((1,) * (outputs.ndim - 1) + (vocab,)),
-                   NEG, logits)
-
-
-# ----------------------------------------------------------------------------
-# Decoding.
-
-class Hypotheses(NamedTuple):
-  """Decoder output. With beams, every array has an extra K axis after B,
-  hypotheses sorted best first.
-
-  tokens [B, (K,) L] int32: output ids, EOS included, PAD after it.
-  lengths [B, (K,)]: tokens up to and including EOS (L if none).
-  log_probs [B, (K,)]: sum of log p of those tokens.
-  scores [B, (K,)]: log_probs / lengths**alpha (greedy: = log_probs).
-  finished [B, (K,)] bool: ended with EOS (else cut at L).
-  """
-  tokens: jax.Array
-  lengths: jax.Array
-  log_probs: jax.Array
-  scores: jax.Array
-  finished: jax.Array
-
-
-def _check_decode_args(inputs, lengths, max_len):
+def _check_decode_args(inputs, lengths):
   if inputs.ndim != 2:
     raise ValueError(f"inputs: expected [batch, time] ids, got shape "
                      f"{tuple(inputs.shape)}")
   if lengths is None or tuple(lengths.shape) != inputs.shape[:1]:
     raise ValueError(f"lengths: expected shape {inputs.shape[:1]}, got "
                      f"{None if lengths is None else tuple(lengths.shape)}")
-  if max_len < 1:
-    raise ValueError(f"max_len: expected a positive integer, got {max_len}")
+
+
+def _encode_for_decoding(model: Seq2seq, params, inputs, lengths, rows: int = 1):
+  """-> (step function, its initial state), the source repeated `rows` times
+  (the beams)."""
+  _check_decode_args(inputs, lengths)
+  variables = {"params": params}
+  encoded = model.apply(variables, inputs, lengths, method=Seq2seq.encode)
+  if rows > 1:
+    encoded = decoding.tile_beams(encoded, rows)
+
+  def step(carry, tokens):
+    return model.apply(variables, carry, tokens, encoded,
+                       method=Seq2seq.decode_step)
+  return step, model.apply(variables, encoded, method=Seq2seq.initial_carry)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_len",
@@ -454,135 +496,31 @@ def greedy_decode(model: Seq2seq, params, inputs, lengths, *, max_len: int,
                   return_attention: bool = False):
   """Most likely token at each step, until EOS or max_len.
 
-  inputs [B, S], lengths [B] -> `Hypotheses` without the K axis, plus the
-  attention weights [B, L, S] if return_attention.
+  inputs [B, S], lengths [B] -> `decoding.Hypotheses` without the K axis,
+  plus the attention weights [B, L, S] if return_attention.
   """
-  _check_decode_args(inputs, lengths, max_len)
-  encoded = model.apply({"params": params}, inputs, lengths,
-                        method=Seq2seq.encode)
-  dec = params["decoder"]
-  batch, src_len = inputs.shape
-  dtype = encoded.memory.dtype
-
-  def cond(loop):
-    return (loop[0] < max_len) & ~jnp.all(loop[4])
-
-  def body(loop):
-    t, carry, last, tokens, finished, lengths_, log_probs, attn = loop
-    gx = embed_gates(model, dec, dec["embed"][last])
-    carry, (o, weights) = decoder_step(model, dec, carry, gx, encoded)
-    logp = jax.nn.log_softmax(output_logits(dec, o), axis=-1)    # [B, V]
-    token = jnp.argmax(logp, axis=-1).astype(jnp.int32)
-    token_logp = jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
-    token = jnp.where(finished, PAD, token)
-    log_probs = log_probs + jnp.where(finished, 0.0, token_logp)
-    lengths_ = lengths_ + (~finished).astype(jnp.int32)
-    tokens = tokens.at[:, t].set(token)
-    if return_attention:
-      attn = attn.at[:, t].set(jnp.where(finished[:, None], 0.0, weights))
-    finished = finished | (token == EOS)
-    return (t + 1, carry, token, tokens, finished, lengths_, log_probs, attn)
-
-  attn_steps = max_len if return_attention else 0
-  loop = (jnp.asarray(0), initial_carry(model, encoded),
-          jnp.full((batch,), BOS, jnp.int32),
-          jnp.zeros((batch, max_len), jnp.int32),
-          jnp.zeros((batch,), bool), jnp.zeros((batch,), jnp.int32),
-          jnp.zeros((batch,), dtype),
-          jnp.zeros((batch, attn_steps, src_len), dtype))
-  _, _, _, tokens, finished, lengths_, log_probs, attn = jax.lax.while_loop(
-      cond, body, loop)
-  hyps = Hypotheses(tokens, lengths_, log_probs, log_probs, finished)
-  return (hyps, attn) if return_attention else hyps
-
-
-def _gather_beams(tree, parent, batch: int, beam: int):
-  """Leaves [B*K, ...] -> rows picked by parent [B, K] (flattened again)."""
-  def gather(x):
-    shaped = x.reshape((batch, beam) + x.shape[1:])
-    index = parent.reshape((batch, beam) + (1,) * (x.ndim - 1))
-    return jnp.take_along_axis(shaped, index, axis=1).reshape(x.shape)
-  return jax.tree_util.tree_map(gather, tree)
+  step, carry = _encode_for_decoding(model, params, inputs, lengths)
+  return decoding.greedy(step, carry, inputs.shape[0], max_len=max_len,
+                         record_aux=return_attention)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "beam_size", "max_len"))
 def beam_search(model: Seq2seq, params, inputs, lengths, *, beam_size: int,
-                max_len: int, alpha: float = 1.0) -> Hypotheses:
-  """K-best decoding; see the module docstring.
+                max_len: int, alpha: float = 1.0) -> decoding.Hypotheses:
+  """K-best decoding (`decoding.beam_search`).
 
-  inputs [B, S], lengths [B] -> `Hypotheses` with a K axis, sorted by score
-  (log p / length**alpha), best first.
+  inputs [B, S], lengths [B] -> `decoding.Hypotheses` with a K axis, sorted
+  by score (log p / length**alpha), best first.
   """
-  _check_decode_args(inputs, lengths, max_len)
-  vocab = model.tgt_vocab_size
-  if not 1 <= beam_size <= vocab - NUM_SPECIAL:
-    raise ValueError(f"beam_size: expected an integer in [1, "
-                     f"{vocab - NUM_SPECIAL}] (the predictable tokens), got "
-                     f"{beam_size}")
-  batch, beam = inputs.shape[0], beam_size
-  encoded = model.apply({"params": params}, inputs, lengths,
-                        method=Seq2seq.encode)
-  tiled = jax.tree_util.tree_map(lambda x: jnp.repeat(x, beam, axis=0), encoded)
-  dec = params["decoder"]
-  dtype = encoded.memory.dtype
-  # A finished hypothesis has one continuation: PAD, at no cost.
-  frozen_row = jnp.full((vocab,), NEG, dtype).at[PAD].set(0.0)
-
-  def cond(loop):
-    return (loop[0] < max_len) & ~jnp.all(loop[4])
-
-  def body(loop):
-    t, carry, last, tokens, finished, lengths_, log_probs = loop
-    gx = embed_gates(model, dec, dec["embed"][last])
-    carry, (o, _) = decoder_step(model, dec, carry, gx, tiled)
-    logp = jax.nn.log_softmax(output_logits(dec, o), axis=-1)
-    logp = logp.reshape(batch, beam, vocab)
-    candidates = jnp.where(finished[:, :, None],
-                           log_probs[:, :, None] + frozen_row[None, None, :],
-                           log_probs[:, :, None] + logp)          # [B, K, V]
-    new_len = jnp.where(finished, lengths_, t + 1)               # [B, K]
-    norm = new_len.astype(dtype) ** alpha
-    ranked = (candidates / norm[:, :, None]).reshape(batch, beam * vocab)
-    _, index = jax.lax.top_k(ranked, beam)                       # [B, K]
-    parent, token = index // vocab, (index % vocab).astype(jnp.int32)
-    log_probs = jnp.take_along_axis(candidates.reshape(batch, beam * vocab),
-                                    index, axis=1)
-    was_finished = jnp.take_along_axis(finished, parent, axis=1)
-    lengths_ = jnp.take_along_axis(new_len, parent, axis=1)
-    tokens = jnp.take_along_axis(tokens, parent[:, :, None], axis=1)
-    token = jnp.where(was_finished, PAD, token)
-    tokens = tokens.at[:, :, t].set(token)
-    finished = was_finished | (token == EOS)
-    carry = _gather_beams(carry, parent, batch, beam)
-    return (t + 1, carry, token.reshape(-1), tokens, finished, lengths_,
-            log_probs)
-
-  # Only beam 0 is live at first, so the K first picks differ.
-  start = jnp.full((batch, beam), NEG, dtype).at[:, 0].set(0.0)
-  loop = (jnp.asarray(0), initial_carry(model, tiled),
-          jnp.full((batch * beam,), BOS, jnp.int32),
-          jnp.zeros((batch, beam, max_len), jnp.int32),
-          jnp.zeros((batch, beam), bool), jnp.zeros((batch, beam), jnp.int32),
-          start)
-  _, _, _, tokens, finished, lengths_, log_probs = jax.lax.while_loop(
-      cond, body, loop)
-  scores = log_probs / jnp.maximum(lengths_, 1).astype(dtype) ** alpha
-  order = jnp.argsort(-scores, axis=1)                            # stable
-  pick = lambda x: jnp.take_along_axis(  # noqa: E731
-      x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)
-  return Hypotheses(pick(tokens), pick(lengths_), pick(log_probs),
-                    pick(scores), pick(finished))
+  step, carry = _encode_for_decoding(model, params, inputs, lengths, beam_size)
+  return decoding.beam_search(step, carry, inputs.shape[0],
+                              beam_size=beam_size, max_len=max_len, alpha=alpha)
 
 
 def sequence_log_probs(model: Seq2seq, params, inputs, lengths, outputs,
                        output_lengths) -> jax.Array:
   """Teacher-forced log p(outputs | inputs), summed over the first
   output_lengths tokens. outputs [B, T] (EOS included) -> [B]."""
-  decoder_inputs = jnp.concatenate(
-      [jnp.full((outputs.shape[0], 1), BOS, outputs.dtype), outputs[:, :-1]],
-      axis=1)
-  logits = model.apply({"params": params}, inputs, lengths, decoder_inputs)
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  token_logp = jnp.take_along_axis(logp, outputs[:, :, None], axis=-1)[..., 0]
-  mask = jnp.arange(outputs.shape[1])[None, :] < output_lengths[:, None]
-  return jnp.sum(jnp.where(mask, token_logp, 0.0), axis=1)
+  logits = model.apply({"params": params}, inputs, lengths,
+                       decoding.teacher_forcing_inputs(outputs))
+  return decoding.sequence_log_probs(logits, outputs, output_lengths)

@@ -77,3 +77,26 @@ def test_learned_initial_state(bidirectional):
   np.testing.assert_allclose(first.c[1], -0.25)
   grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}, xs, lengths)[0]))(params)
   assert float(jnp.abs(grads[key]["h"]).sum()) > 0
+
+
+def test_step_function_reproduces_the_whole_sequence():
+  module = layers.RNN(cell="gru", hidden_size=5, num_layers=2)
+  xs = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 2))
+  variables = module.init(jax.random.PRNGKey(1), xs)
+  ys, finals = module.apply(variables, xs)
+
+  def stepped(module):
+    step = module.step_function(xs.shape[-1])
+    layer_0 = module.stack_params(xs.shape[-1]).layers[0]
+    states, outputs = module.zero_states(xs.shape[0]), []
+    for t in range(xs.shape[1]):
+      states, h = step(states, module.cell_functions().project(layer_0, xs[:, t]))
+      outputs.append(h)
+    return jnp.stack(outputs, 1), states
+  step_ys, step_finals = module.apply(variables, method=stepped)
+  np.testing.assert_allclose(step_ys, ys, atol=1e-6)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+                         step_finals, finals)
+  with pytest.raises(ValueError, match="bidirectional"):
+    layers.RNN(cell="gru", hidden_size=5, bidirectional=True).init(
+        jax.random.PRNGKey(1), method=lambda m: m.step_function(2))

@@ -13,6 +13,7 @@ import train
 from experiments import translate
 from experiments.configs import addition as addition_config
 from experiments.configs import reversal as reversal_config
+from models import decoding
 from models import seq2seq as s2s
 from tasks import addition
 from tasks import reversal
@@ -168,27 +169,32 @@ def test_source_padding_does_not_change_the_output(variant):
   np.testing.assert_allclose(narrow, wide, rtol=1e-5, atol=1e-5)
 
 
-def test_scan_and_stacked_decoder_paths_agree():
-  """Luong without input feeding runs unroll.stacked + batched attention;
-  stepping the same params one step at a time must agree."""
-  model, params = _model(attention="general", num_layers=2)
+@pytest.mark.parametrize("variant", VARIANTS + [
+    dict(attention="general", num_layers=2), dict(attention="none"),
+    dict(attention="dot", input_feeding=True)])
+def test_decoder_step_reproduces_teacher_forcing(variant):
+  """Decoder.step in a Python loop, one token at a time, gives the logits
+  and attention weights of the teacher-forced pass: the whole-sequence RNN
+  path (Luong without input feeding, no attention) and the scan path."""
+  model, params = _model(**variant)
   inputs, lengths, dec_in = _data()
-  logits = _apply(model, params, inputs, lengths, dec_in)[0]
+  logits, weights = _apply(model, params, inputs, lengths, dec_in)
 
   @jax.jit
   def step_by_step(params, inputs, lengths, dec_in):
-    encoded = model.apply({"params": params}, inputs, lengths,
-                          method=s2s.Seq2seq.encode)
-    dec = params["decoder"]
-    carry = s2s.initial_carry(model, encoded)
+    variables = {"params": params}
+    encoded = model.apply(variables, inputs, lengths, method=s2s.Seq2seq.encode)
+    carry = model.apply(variables, encoded, method=s2s.Seq2seq.initial_carry)
     stepped = []
     for t in range(dec_in.shape[1]):
-      gx = s2s.embed_gates(model, dec, dec["embed"][dec_in[:, t]])
-      carry, (o, _) = s2s.decoder_step(model, dec, carry, gx, encoded)
-      stepped.append(s2s.output_logits(dec, o))
-    return jnp.stack(stepped, 1)
-  np.testing.assert_allclose(logits, step_by_step(params, inputs, lengths, dec_in),
-                             rtol=1e-4, atol=1e-5)
+      carry, logits_t, weights_t = model.apply(
+          variables, carry, dec_in[:, t], encoded,
+          method=s2s.Seq2seq.decode_step)
+      stepped.append((logits_t, weights_t))
+    return tuple(jnp.stack(x, 1) for x in zip(*stepped))
+  step_logits, step_weights = step_by_step(params, inputs, lengths, dec_in)
+  np.testing.assert_allclose(logits, step_logits, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(weights, step_weights, rtol=1e-4, atol=1e-6)
 
 
 def test_reverse_source_reads_each_source_backwards_within_its_length():
@@ -367,3 +373,28 @@ def test_reversal_smoke_training(tmp_path):
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary["step"] == 30
   assert summary["metrics"]["valid"]["sequences"] == 64
+
+
+def test_decoders_take_any_step_function():
+  """models.decoding needs only step(state, tokens) -> (state, logits, aux):
+  here a bigram table, whose greedy output is the chain of row argmaxes."""
+  table = jnp.asarray(np.random.default_rng(0).normal(size=(8, 8)) * 3,
+                      jnp.float32).at[:, :2].set(s2s.NEG)     # no PAD, BOS
+
+  def step(count, tokens):
+    return count + 1, table[tokens], count
+
+  hyps, counts = decoding.greedy(step, jnp.zeros((2,), jnp.int32), 2,
+                                 max_len=5, record_aux=True)
+  chain, token = [], s2s.BOS
+  for _ in range(5):
+    token = int(jnp.argmax(table[token]))
+    chain.append(token)
+    if token == s2s.EOS:
+      break
+  want = chain + [s2s.PAD] * (5 - len(chain))
+  np.testing.assert_array_equal(hyps.tokens, [want, want])
+  np.testing.assert_array_equal(counts[0, :len(chain)], np.arange(len(chain)))
+  beams = decoding.beam_search(step, jnp.zeros((6,), jnp.int32), 2,
+                               beam_size=3, max_len=5, alpha=0.0)
+  assert np.all(np.asarray(beams.scores[:, 0]) >= np.asarray(hyps.log_probs) - 1e-5)
