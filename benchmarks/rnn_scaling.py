@@ -91,7 +91,7 @@ def main(argv):
           f"{compile_seconds[steps]:.2f} |", flush=True)
     previous = steps
 
-  print(f"\nT=100: microseconds per sequence (training step / B)")
+  print("\nT=100: microseconds per sequence (training step / B)")
   print("| B | ours | flax | flax / ours (of medians) | paired |")
   print("|---|---|---|---|---|")
   for batch in map(int, flags.FLAGS.batches):

@@ -44,7 +44,6 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app, flags
 
 from benchmarks.timing import paired_ratio, time_interleaved

@@ -22,7 +22,6 @@ import functools
 import numpy as np
 
 import input_pipeline
-from tasks import base
 from tasks import seq2seq
 
 ALPHABET = "0123456789+"

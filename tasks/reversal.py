@@ -43,7 +43,6 @@ def vocabulary(num_symbols: int) -> seq2seq.CharVocabulary:
 def make_batch(rng: np.random.Generator, batch_size: int, *, max_len: int,
                num_symbols: int, copy: bool = False):
   """A seq2seq batch of random strings and their reversals (copies)."""
-  vocab = vocabulary(num_symbols)
   lengths = rng.integers(1, max_len + 1, batch_size)
   sources, targets = [], []
   for length in lengths:

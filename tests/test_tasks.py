@@ -75,7 +75,8 @@ def test_reber_batches_and_metric():
   assert int(sums["wrong_strings"]) == 0
   # Garbage on padding changes nothing.
   mask = np.arange(29)[None, :] < batch["lengths"][:, None]
-  noisy = jnp.where(mask[..., None], perfect, 100.0 * np.random.default_rng(5).normal(size=perfect.shape))
+  garbage = 100.0 * np.random.default_rng(5).normal(size=perfect.shape)
+  noisy = jnp.where(mask[..., None], perfect, garbage)
   loss_a, sums_a = reber.loss(perfect, batch)
   loss_b, sums_b = reber.loss(noisy, batch)
   np.testing.assert_allclose(loss_a, loss_b, rtol=1e-6)
