@@ -1,6 +1,7 @@
-"""python -m experiments.listops --workdir=DIR [--config=experiments/configs/listops.py:tree_lstm]"""
+"""python -m experiments.listops --workdir=DIR
+     [--config=experiments/configs/listops.py:tree_lstm]"""
 
 from experiments import launch
 
 if __name__ == "__main__":
-  launch.main("experiments/configs/listops.py:tree_lstm")
+  launch.main(launch.config_path("listops.py:tree_lstm"))

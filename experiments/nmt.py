@@ -23,4 +23,4 @@ def score_test_split(workdir: str) -> None:
 
 
 if __name__ == "__main__":
-  launch.main("experiments/configs/nmt.py", after_training=score_test_split)
+  launch.main(launch.config_path("nmt.py"), after_training=score_test_split)

@@ -3,4 +3,4 @@
 from experiments import launch
 
 if __name__ == "__main__":
-  launch.main("experiments/configs/parse.py:listops")
+  launch.main(launch.config_path("parse.py:listops"))

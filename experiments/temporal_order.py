@@ -3,4 +3,4 @@
 from experiments import launch
 
 if __name__ == "__main__":
-  launch.main("experiments/configs/temporal_order.py")
+  launch.main(launch.config_path("temporal_order.py"))

@@ -12,9 +12,12 @@ sentencepiece vocabulary of 4,000 and a budget of 4,000 steps of batch 64
 (about 7.7 epochs of the ~33k training pairs; 17-26 min per model on the
 2-core CPU). Rows of docs/results/seq2seq.md:
 
-  python -m experiments.nmt --workdir=workdirs/nmt_encdec --config=experiments/configs/nmt.py:encdec
-  python -m experiments.nmt --workdir=workdirs/nmt_encdec_rev --config=experiments/configs/nmt.py:encdec_rev
-  python -m experiments.nmt --workdir=workdirs/nmt_attention --config=experiments/configs/nmt.py:attention
+  python -m experiments.nmt --workdir=workdirs/nmt_encdec \
+      --config=experiments/configs/nmt.py:encdec
+  python -m experiments.nmt --workdir=workdirs/nmt_encdec_rev \
+      --config=experiments/configs/nmt.py:encdec_rev
+  python -m experiments.nmt --workdir=workdirs/nmt_attention \
+      --config=experiments/configs/nmt.py:attention
 
 Expected test BLEU (beam 5) on the en_fr build of docs/results/seq2seq.md
 (the corpus depends on the machine's catalogs): encdec ~8.4, encdec_rev ~7.1,
@@ -25,8 +28,9 @@ and writes WORKDIR/bleu_test.json (BLEU, chrF, BLEU by source length).
 The larger corpus that keeps the messages with placeholders (as numbered
 tokens; twice the long sentences, the second NMT table there):
 --config.dataset=gettext_parallel/en_fr_keep_placeholders. Other language
-pairs: --config.dataset=gettext_parallel/en_de --config.target_feature=de. A standard TFDS dataset where it can be
-downloaded: --config.dataset=wmt14_translate/fr-en --config.source_feature=en
+pairs: --config.dataset=gettext_parallel/en_de --config.target_feature=de. A
+standard TFDS dataset where it can be downloaded:
+--config.dataset=wmt14_translate/fr-en --config.source_feature=en
 --config.target_feature=fr --config.valid_split=validation.
 """
 

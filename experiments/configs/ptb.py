@@ -55,6 +55,7 @@ _ZAREMBA = {
     "medium": (650, 35, 39, 6, 1 / 1.2, 0.5, 0.05, 5.0),
     "large": (1500, 35, 55, 14, 1 / 1.15, 0.65, 0.04, 10.0),
 }
+VARIANTS = (*_ZAREMBA, "char")
 
 
 def _derive_budgets(config) -> None:
@@ -72,7 +73,7 @@ def _derive_budgets(config) -> None:
 
 def get_config(arg: str | None = None):
   variant = arg or "small"
-  check_one_of("config arg", variant, (*_ZAREMBA, "char"))
+  check_one_of("config arg", variant, VARIANTS)
   config = base.get_base_config()
   config.task = "ptb"
   config.variant = variant
