@@ -16,16 +16,29 @@ Resuming: rerunning with the same workdir restores the latest checkpoint and
 the data iterator's position, drops metrics.jsonl lines written after that
 checkpoint, and continues; the per-step RNG is fold_in(seed, step), so the
 resumed run is the uninterrupted run, step for step.
+
+Faults (docs/reliability.md): a run killed at any instant resumes exactly
+(files commit in the order checkpoint, best checkpoint, and metrics lines
+beyond the restored step are dropped); one process at a time owns a workdir
+(workdir.lock); each checkpoint records a sha256 of its arrays, checked on
+restore; config.json and the workdir's files are written only once the task
+builds.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
+import hashlib
 import json
+import logging
 import math
 import os
 import platform
+import signal
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import flax
 import ml_collections
@@ -34,17 +47,32 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from etils import epath
 import tqdm
 
 import input_pipeline
 import tasks as tasks_lib
+import workdir as workdir_lib
 from tasks import base as task_base
 from models import cells
 
 # Keys that may change between a run and its resumption (budgets and
-# reporting cadence); any other difference is an error.
+# reporting cadence); any other difference is an error, unless the run is
+# resumed with allow_config_change naming the key.
 RESUMABLE_KEYS = frozenset({"num_train_steps", "max_train_examples",
                             "stop_when_solved", "progress_bar"})
+
+# Keys that allow_config_change refuses: they change the parameters' shapes,
+# the optimizer state's structure, the data or the run's meaning, so no
+# checkpoint of the run can continue under another value. Any key naming a
+# vocabulary is refused too.
+STRUCTURAL_KEYS = frozenset({
+    "task", "model", "variant", "cell", "hidden_size", "num_layers",
+    "embed_size", "bidirectional", "tie_embeddings", "attention", "bridge",
+    "input_feeding", "mlp_size", "mlp_layers", "learn_initial_state",
+    "gru_reset_after", "rnn_activation", "num_symbols", "objective",
+    "optimizer", "ema_decay", "seed", "data_seed", "dataset", "batch_size",
+    "seq_len", "max_len", "level", "copy", "tree_form"})
 
 
 class CheckpointError(RuntimeError):
@@ -53,6 +81,67 @@ class CheckpointError(RuntimeError):
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss."""
+
+
+class RunInterrupted(RuntimeError):
+  """The user interrupted training (Ctrl-C); says where a rerun resumes."""
+
+
+WorkdirInUseError = workdir_lib.WorkdirInUseError
+
+# What a run can stop with that the user can act on (bad input, a damaged or
+# mismatched checkpoint, a diverging run, a busy workdir, Ctrl-C): launchers
+# print these as one 'error: ...' line.
+USER_ERRORS = (ValueError, CheckpointError, NonFiniteLossError, RunInterrupted,
+               WorkdirInUseError)
+
+
+# ----------------------------------------------------------------------------
+# Test hook: deterministic kills.
+
+FAULT_POINT_VARIABLE = "RNN_FAULT_POINT"
+_fault_point_passes = collections.Counter()
+
+
+def fault_point(name: str) -> None:
+  """Test hook: SIGKILLs this process at a named point of the loop.
+
+  With RNN_FAULT_POINT=NAME:COUNT in the environment, the COUNT-th pass
+  through point NAME kills the process (as a power cut or the OOM killer
+  would; tests/test_faults.py). Points: 'train_step' (after each step),
+  'metrics_line' (after each metrics.jsonl line), 'checkpoint_written'
+  (inside each checkpoint save: all files written, not yet committed),
+  'checkpoint_saved' (after each committed save: regular, then best).
+  Without the variable this does nothing.
+  """
+  spec = os.environ.get(FAULT_POINT_VARIABLE)
+  if not spec:
+    return
+  target, _, count = spec.partition(":")
+  if target != name:
+    return
+  _fault_point_passes[name] += 1
+  if _fault_point_passes[name] == int(count or 1):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _arm_checkpoint_written_point() -> None:
+  """Makes orbax pass fault_point('checkpoint_written') just before it
+  commits a save (renames its temporary directory); only when the test hook
+  asks for that point."""
+  if not os.environ.get(FAULT_POINT_VARIABLE, "").startswith(
+      "checkpoint_written:"):
+    return
+  from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top
+  rename = atomicity.async_path.rename
+  if getattr(rename, "armed", False):
+    return
+
+  async def rename_after_fault_point(source, destination):
+    fault_point("checkpoint_written")
+    return await rename(source, destination)
+  rename_after_fault_point.armed = True
+  atomicity.async_path.rename = rename_after_fault_point
 
 
 @flax.struct.dataclass
@@ -191,18 +280,40 @@ class MetricsWriter:
     self._tb_dir = os.path.join(workdir, "tensorboard")
 
   def drop_after(self, step: int) -> None:
-    """Forgets lines from beyond `step` (written before a crash)."""
+    """Forgets lines from beyond `step` (written before a crash), and a last
+    line cut short by one; replaces the file in one step."""
     if not os.path.exists(self.path):
       return
+    kept = []
     with open(self.path) as f:
-      kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
-    with open(self.path, "w") as f:
+      for line in f:
+        try:
+          record = json.loads(line)
+        except json.JSONDecodeError:
+          continue  # a line cut short by a kill while it was written
+        if record["step"] <= step:
+          kept.append(line.rstrip("\n") + "\n")
+    temporary = self.path + ".tmp"
+    with open(temporary, "w") as f:
       f.writelines(kept)
+    os.replace(temporary, self.path)
+
+  def last_record(self) -> dict[str, Any] | None:
+    if not os.path.exists(self.path):
+      return None
+    with open(self.path) as f:
+      lines = [line for line in f if line.strip()]
+    return json.loads(lines[-1]) if lines else None
+
+  def append(self, record: dict[str, Any]) -> None:
+    """One JSON line, written with one call."""
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    fault_point("metrics_line")
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     record = {"step": int(step), "split": split, **metrics}
-    with open(self.path, "a") as f:
-      f.write(json.dumps(record) + "\n")
+    self.append(record)
     if self._tb is None:
       import tensorboardX  # pylint: disable=g-import-not-at-top
       self._tb = tensorboardX.SummaryWriter(self._tb_dir)
@@ -218,29 +329,152 @@ class MetricsWriter:
       self._tb.close()
 
 
-def _restore(manager, directory: str, step: int, like: TrainState, **extra):
-  """Restores `step`'s train state (shaped like `like`) and the `extra` items.
+def state_checksum(state) -> str:
+  """sha256 over every array of a train state (dtype, shape, bytes), in tree
+  order; saved in each checkpoint's meta and checked on restore."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree_util.tree_leaves(jax.device_get(state)):
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
 
-  Every orbax failure (it raises many types for damaged files) becomes one
-  CheckpointError naming the checkpoint and what to do.
-  """
-  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+
+def _fallback_advice(manager, directory: str, step: int) -> str:
+  """What to do about a checkpoint that cannot be used: the step to fall back to."""
+  step_dir = os.path.join(directory, str(step))
+  earlier = [s for s in manager.all_steps() if s < step]
+  if earlier:
+    return (f"Nothing was deleted: move {step_dir} away (e.g. to "
+            f"{step_dir}.damaged) to resume from checkpoint {max(earlier)}, "
+            f"or use a new --workdir.")
+  return (f"Nothing was deleted; {directory} keeps no earlier checkpoint: move "
+          f"{step_dir} away to start the run over, or use a new --workdir.")
+
+
+def _silence_orbax_failure_noise() -> None:
+  """After a failed restore, orbax's pending futures report the same failure
+  again through asyncio's logger when they are collected (hundreds of lines
+  at exit); the CheckpointError raised says all there is to say."""
+  logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+
+def _restore_items(manager, directory: str, step: int, **items) -> dict:
+  """manager.restore of the named items; every orbax failure (it raises many
+  types for damaged files) becomes one CheckpointError naming the checkpoint
+  and the step to fall back to."""
   try:
-    return manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract), **extra))
+    return manager.restore(step, args=ocp.args.Composite(**items))
   except Exception as e:  # pylint: disable=broad-except
+    _silence_orbax_failure_noise()
     first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
     raise CheckpointError(
         f"checkpoint {step} in {directory} cannot be restored "
-        f"({type(e).__name__}: {first_line[:200]}). Nothing was deleted: "
-        f"move that step's directory away to resume from an earlier one, "
-        f"or use a new --workdir.") from e
+        f"({type(e).__name__}: {first_line[:200]}). "
+        f"{_fallback_advice(manager, directory, step)}") from e
+
+
+def _saved_params_shapes(directory: str, step: int) -> dict[str, tuple] | None:
+  """{param path: shape} as checkpoint `step` stores them; None if unreadable."""
+  path = epath.Path(directory) / str(step) / "state"
+  try:
+    saved = ocp.StandardCheckpointHandler().metadata(path)["params"]
+    return {jax.tree_util.keystr(p): tuple(m.shape)
+            for p, m in jax.tree_util.tree_leaves_with_path(saved)}
+  except Exception:  # pylint: disable=broad-except
+    return None  # the restore itself reports what is wrong
+
+
+def _check_config_fits(directory: str, step: int, like: TrainState) -> None:
+  """ValueError when the config builds params of other shapes than checkpoint
+  `step` holds: the config and the checkpoint disagree (the checkpoint is not
+  damaged)."""
+  saved = _saved_params_shapes(directory, step)
+  if saved is None:
+    return
+  expected = {jax.tree_util.keystr(p): tuple(x.shape)
+              for p, x in jax.tree_util.tree_leaves_with_path(like.params)}
+  differ = sorted(k for k in set(saved) | set(expected)
+                  if saved.get(k) != expected.get(k))
+  if differ:
+    details = "; ".join(f"params{k}: {saved.get(k)} in the checkpoint, "
+                        f"{expected.get(k)} under the config" for k in differ[:3])
+    raise ValueError(
+        f"the config and checkpoint {step} in {directory} disagree ({details}); "
+        f"the checkpoint is intact: use the config the run was trained with "
+        f"(its config.json), without overrides that change the model")
+
+
+def _template_for(meta: dict, like: TrainState) -> TrainState:
+  """`like`, with the optimizer state laid out as the config the checkpoint
+  was saved under lays it out (e.g. without a clipping stage before the run
+  was resumed with grad_clip_norm set)."""
+  saved = meta.get("config")
+  if not saved:
+    return like
+  try:
+    saved_tx = make_optimizer(ml_collections.ConfigDict(saved))
+  except (ValueError, KeyError, AttributeError):
+    return like  # a config of an older version: restore as it is laid out now
+  opt_state = jax.eval_shape(saved_tx.init, like.params)
+  if (jax.tree_util.tree_structure(opt_state)
+      == jax.tree_util.tree_structure(like.opt_state)):
+    return like
+  return like.replace(opt_state=opt_state)
+
+
+def _into_structure(opt_state, like, directory: str, step: int):
+  """The restored optimizer state's arrays in the structure of `like`'s (the
+  optimizer of the config in use); ValueError if the arrays do not fit."""
+  leaves = jax.tree_util.tree_leaves(opt_state)
+  wanted = jax.tree_util.tree_leaves(like)
+  if [(np.shape(a), np.result_type(a)) for a in leaves] != [
+      (np.shape(b), np.result_type(b)) for b in wanted]:
+    raise ValueError(
+        f"the config and checkpoint {step} in {directory} disagree: the "
+        f"config's optimizer keeps other state than the one the checkpoint "
+        f"was trained with; change only settings such as learning_rate or "
+        f"grad_clip_norm on resume")
+  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), leaves)
+
+
+def _restore(manager, directory: str, step: int, like: TrainState, **extra):
+  """Restores `step`'s train state into the structure of `like`, checked
+  against the checksum saved with it, its meta, and the `extra` items.
+
+  Returns {'state', 'meta', **extra}. Errors: ValueError when the config and
+  the checkpoint disagree (other shapes); CheckpointError, naming the
+  checkpoint and the step to fall back to, when its files are damaged.
+  """
+  meta = _restore_items(manager, directory, step,
+                        meta=ocp.args.JsonRestore())["meta"]
+  template = _template_for(meta, like)
+  _check_config_fits(directory, step, template)
+  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
+  restored = _restore_items(manager, directory, step,
+                            state=ocp.args.StandardRestore(abstract), **extra)
+  state = restored["state"]
+  if template is not like:
+    state = state.replace(opt_state=_into_structure(
+        state.opt_state, like.opt_state, directory, step))
+  expected = meta.get("checksum")  # absent from checkpoints of older versions
+  if expected and state_checksum(state) != expected:
+    raise CheckpointError(
+        f"checkpoint {step} in {directory} is damaged: its arrays do not match "
+        f"the sha256 recorded when it was saved. "
+        f"{_fallback_advice(manager, directory, step)}")
+  return {**restored, "state": state, "meta": meta}
 
 
 class Checkpoints:
-  """Orbax CheckpointManager over (train state, data position, metadata)."""
+  """Orbax CheckpointManager over (train state, data position, metadata).
+
+  Each save records state_checksum(state) in the metadata; restore checks it.
+  """
 
   def __init__(self, directory: str, max_to_keep: int):
+    check_max_checkpoints_to_keep(max_to_keep)
+    _arm_checkpoint_written_point()
     self.directory = directory
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
@@ -250,16 +484,24 @@ class Checkpoints:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def delete(self, step: int) -> None:
+    self._manager.delete(step)
+
   def save(self, state: TrainState, data_state: dict, meta: dict) -> None:
     step = int(state.step)
+    meta = {**meta, "checksum": state_checksum(state)}
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
         meta=ocp.args.JsonSave(meta)), force=True)
     self._manager.wait_until_finished()
+    fault_point("checkpoint_saved")
 
   def restore(self, step: int, like: TrainState):
     restored = _restore(self._manager, self.directory, step, like,
-                        data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore())
+                        data=ocp.args.JsonRestore())
     state = restored["state"]
     bad = [jax.tree_util.keystr(path) for path, leaf in
            jax.tree_util.tree_leaves_with_path(state.params)
@@ -284,48 +526,99 @@ def _config_dict(config) -> dict:
       config, "to_json_best_effort") else dict(config)
 
 
-def _check_resumed_config(workdir: str, config) -> None:
+@dataclasses.dataclass(frozen=True)
+class ConfigPlan:
+  """The config of a run against the one saved in its workdir.
+
+  saved: config.json's contents (None for a new workdir); current: the
+  config in use; changes: {key: [saved value, current value]} for the keys
+  that allow_config_change let differ.
+  """
+  saved: dict | None
+  current: dict
+  changes: dict[str, list]
+
+
+def _check_allowed_keys(config, allow_config_change: Sequence[str]) -> None:
+  """ValueError for allow_config_change keys that are unknown or structural."""
+  for key in allow_config_change:
+    if key not in config:
+      raise ValueError(f"allow_config_change: {key!r} is not a key of the "
+                       f"config; keys are {sorted(config)}")
+    if key in STRUCTURAL_KEYS or "vocab" in key:
+      raise ValueError(
+          f"allow_config_change: {key} cannot change on resume: it changes the "
+          f"model's parameters, the optimizer's state or the data, so no "
+          f"checkpoint of the run fits the new value; use a new --workdir")
+
+
+def _plan_config(workdir: str, config,
+                 allow_config_change: Sequence[str]) -> ConfigPlan:
+  """Compares the config with WORKDIR/config.json; writes nothing.
+
+  ValueError when a key differs that is neither a budget (RESUMABLE_KEYS)
+  nor named in allow_config_change.
+  """
   path = os.path.join(workdir, "config.json")
   current = _config_dict(config)
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
-    resumable = set(RESUMABLE_KEYS)
-    if current.get("lr_schedule") == "cosine" and not current.get("lr_decay_steps"):
-      resumable.discard("num_train_steps")  # it sets the cosine horizon
-    differ = sorted(k for k in set(saved) | set(current)
-                    if k not in resumable and saved.get(k) != current.get(k))
-    if differ:
-      details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
-                          for k in differ[:5])
-      hint = ""
-      if any(k not in saved for k in differ):
-        hint = (f". Keys missing from {path} were added to the project after "
-                f"that run; write them there with the values that reproduce it "
-                f"to resume")
-      raise ValueError(f"workdir {workdir} holds a run with a different config "
-                       f"({details}); use a new --workdir or the same config"
-                       f"{hint}")
-  with open(path, "w") as f:
-    json.dump(current, f, indent=2, sort_keys=True)
+  if not os.path.exists(path):
+    return ConfigPlan(saved=None, current=current, changes={})
+  saved = workdir_lib.read_json(path)
+  resumable = set(RESUMABLE_KEYS)
+  if current.get("lr_schedule") == "cosine" and not current.get("lr_decay_steps"):
+    resumable.discard("num_train_steps")  # it sets the cosine horizon
+  differ = sorted(k for k in set(saved) | set(current)
+                  if k not in resumable and saved.get(k) != current.get(k))
+  refused = [k for k in differ if k not in allow_config_change]
+  if refused:
+    details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
+                        for k in refused[:5])
+    hint = ""
+    if any(k not in saved for k in refused):
+      hint = (f". Keys missing from {path} were added to the project after "
+              f"that run; write them there with the values that reproduce it "
+              f"to resume")
+    elif not any(k in STRUCTURAL_KEYS or "vocab" in k for k in refused):
+      hint = (f", or resume with these settings changed: "
+              f"--allow_config_change={','.join(refused)}")
+    raise ValueError(f"workdir {workdir} holds a run with a different config "
+                     f"({details}); use a new --workdir or the same config"
+                     f"{hint}")
+  return ConfigPlan(saved=saved, current=current,
+                    changes={k: [saved.get(k), current.get(k)] for k in differ})
+
+
+def _commit_config(workdir: str, plan: ConfigPlan, writer: MetricsWriter,
+                   step: int) -> None:
+  """Records allowed changes as a 'config_change' line at `step` (once, also
+  across kills), then replaces config.json with the config in use."""
+  if plan.changes:
+    record = {"step": step, "split": "config_change", "changes": plan.changes}
+    if writer.last_record() != record:
+      writer.append(record)
+      print(f"step {step} config_change: {plan.changes}", flush=True)
+  if plan.saved != plan.current:
+    workdir_lib.write_json(os.path.join(workdir, "config.json"), plan.current,
+                           sort_keys=True)
+
+
+def check_max_checkpoints_to_keep(value: int) -> None:
+  if not isinstance(value, int) or value < 1:
+    raise ValueError(f"max_checkpoints_to_keep: expected an integer >= 1 (a "
+                     f"rerun resumes from the latest checkpoint), got {value!r}")
 
 
 def validate_config(config) -> None:
-  """Fails fast, with the key's name, on values that would fail much later."""
-  if "cell" in config:
+  """Fails fast, with the key's name, on values that would fail much later.
+
+  Every key is checked against its rule in experiments/configs/rules.py (type,
+  range, choices), then the relations between keys; raises rules.ConfigError
+  (a ValueError) naming the key. Writes nothing.
+  """
+  from experiments.configs import rules  # pylint: disable=g-import-not-at-top
+  rules.validate(config)
+  if "cell" in config:  # the cell factory takes the options the rules allowed
     cells.get_cell(config.cell, **task_base.cell_options(config))
-  for key in ("batch_size", "eval_every_steps", "log_every_steps"):
-    if config[key] <= 0:
-      raise ValueError(f"{key}: expected a positive integer, got {config[key]}")
-  if not 0.0 <= config.get("ema_decay", 0.0) < 1.0:
-    raise ValueError(f"ema_decay: expected a value in [0, 1), got {config.ema_decay}")
-  if config.eval_every_steps % config.log_every_steps:
-    raise ValueError(f"eval_every_steps ({config.eval_every_steps}) must be a "
-                     f"multiple of log_every_steps ({config.log_every_steps})")
-  if config.num_train_steps <= 0 and not config.get("max_train_examples"):
-    raise ValueError("num_train_steps: set a positive step budget or "
-                     "max_train_examples")
-  parse_best_metric(config.get("best_metric", ""))
 
 
 def parse_best_metric(spec: str) -> tuple[str, str, str] | None:
@@ -402,22 +695,37 @@ def load_trained(workdir: str, step: int | None = None,
   return config, task, params, step
 
 
+@contextlib.contextmanager
+def _absl_warnings_silenced():
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  try:
+    yield
+  finally:
+    absl_logger.setLevel(level)
+
+
 def restore_eval_params(workdir: str, like: TrainState, step: int | None = None,
                         *, best: bool = False):
   """Read-only restore of checkpoint `step` (default: the latest; best=True:
   the one kept by config.best_metric) into the structure of `like`.
 
   Returns (the params evaluations use, the step). Errors are ValueError (no
-  such checkpoint) or CheckpointError (damaged files).
+  such checkpoint or a config that disagrees with it) or CheckpointError
+  (damaged files).
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
   options = ocp.CheckpointManagerOptions(read_only=True, create=False,
-                                         cleanup_tmp_directories=False)
+                                         cleanup_tmp_directories=False,
+                                         save_interval_steps=0)
   directory = os.path.join(workdir, BEST_DIR if best else "checkpoints")
   if best and not os.path.isdir(directory):
     raise ValueError(f"workdir: {workdir} has no {BEST_DIR} (the run kept none: "
                      f"set config.best_metric, e.g. 'valid/perplexity:min')")
-  with ocp.CheckpointManager(directory, options=options) as manager:
+  with _absl_warnings_silenced():  # orbax warns that read_only is read-only
+    manager = ocp.CheckpointManager(directory, options=options)
+  with manager:
     available = list(manager.all_steps())
     step = manager.latest_step() if step is None else step
     if step is None:
@@ -445,135 +753,207 @@ def _check_run_files(workdir: str, task) -> None:
       os.replace(path + ".tmp", path)
 
 
-def train_and_evaluate(config, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config, workdir: str, *,
+                       allow_config_change: Sequence[str] = ()) -> dict[str, Any]:
   """Trains config.task until a budget or the solved criterion; returns summary.
 
   Returns {'step', 'examples_seen', 'solved', 'metrics': {split: {...}},
   'wall_time_s', 'hardware'}, also written to WORKDIR/summary.json.
+
+  Args:
+    config: the run's config.
+    workdir: checkpoints, metrics and the run's files; rerun with the same
+      one to resume. Nothing is written to it before the config is valid,
+      the task builds and the initial state exists; one process at a time
+      may use it (workdir.lock).
+    allow_config_change: keys whose values may differ from the workdir's
+      config.json on resume (e.g. ('learning_rate', 'grad_clip_norm') after a
+      non-finite loss). Each change is recorded as a 'config_change' line in
+      metrics.jsonl at the resumed step and config.json is updated. Keys that
+      change the model, the optimizer's state or the data (STRUCTURAL_KEYS)
+      are refused.
+
+  Raises ValueError (bad config, a different config in the workdir),
+  CheckpointError, NonFiniteLossError, RunInterrupted (Ctrl-C) and
+  workdir.WorkdirInUseError, all of them USER_ERRORS.
   """
   validate_config(config)
+  _check_allowed_keys(config, allow_config_change)
+  parse_best_metric(config.get("best_metric", ""))
   workdir = os.path.abspath(os.path.expanduser(workdir))  # orbax needs absolute
   task = tasks_lib.build(config)
-  os.makedirs(workdir, exist_ok=True)
-  _check_resumed_config(workdir, config)
-  _check_run_files(workdir, task)
-
   tx = make_optimizer(config)
-  schedule = make_schedule(config)  # for reporting the rate in use
   state = initial_state(config, task, tx)
+  with workdir_lib.lock(workdir):
+    return _train_in_workdir(config, workdir, task, tx, state,
+                             allow_config_change)
 
-  checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"),
-                            config.max_checkpoints_to_keep)
+
+def _reconcile_best_checkpoint(best_checkpoints: Checkpoints,
+                               restored_step: int | None, state: TrainState,
+                               data_state: dict, meta: dict) -> None:
+  """Makes best_checkpoint/ hold the best evaluation up to the restored step.
+
+  Checkpoints commit before the best checkpoint, so a kill leaves the best
+  one missing (killed between the two: the restored state is that best
+  evaluation's state, saved again here) or with the previous best not yet
+  deleted. Workdirs of older versions, which saved the best checkpoint first,
+  can hold one from beyond the restored step: deleted, as training repeats
+  that step exactly.
+  """
+  best = meta.get("best")
+  best_step = best["step"] if best else None
+  for step in best_checkpoints.all_steps():
+    if step != best_step:
+      best_checkpoints.delete(step)
+  if best_step is None or best_step in best_checkpoints.all_steps():
+    return
+  if best_step == restored_step:
+    best_checkpoints.save(state, data_state, meta)
+  else:
+    print(f"warning: {best_checkpoints.directory} lacks the checkpoint of the "
+          f"best evaluation (step {best_step}); the next better evaluation "
+          f"replaces it", flush=True)
+
+
+def _train_in_workdir(config, workdir: str, task, tx, state: TrainState,
+                      allow_config_change: Sequence[str]) -> dict[str, Any]:
+  """train_and_evaluate's loop, run while holding the workdir's lock."""
+  plan = _plan_config(workdir, config, allow_config_change)
+  _check_run_files(workdir, task)
+  schedule = make_schedule(config)  # for reporting the rate in use
   best_spec = parse_best_metric(config.get("best_metric", ""))
-  best_checkpoints = (Checkpoints(os.path.join(workdir, BEST_DIR), 1)
-                      if best_spec else None)
-  writer = MetricsWriter(workdir)
-  meta = {"examples_seen": 0, "wall_time_s": 0.0, "solved": False}
-  latest = checkpoints.latest_step()
-  if latest is not None:
-    state, data_state, meta = checkpoints.restore(latest, state)
-    task.train_batches.set_state(data_state)
-    writer.drop_after(latest)
-    print(f"Resumed from checkpoint {latest} in {checkpoints.directory}", flush=True)
-
-  train_step, eval_step = make_steps(task, tx, config.get("ema_decay", 0.0))
-  step = int(state.step)
-  examples = int(meta["examples_seen"])
-  budget_examples = config.get("max_train_examples") or math.inf
-  budget_steps = config.num_train_steps if config.num_train_steps > 0 else math.inf
-  wall_start = time.time() - float(meta["wall_time_s"])
-  results = None
-  solved = bool(meta["solved"])
-  best = meta.get("best")  # {'step', 'value', 'metrics'} when best_metric is set
-  stop_when_solved = config.get("stop_when_solved", True)
-  pending, window = [], []  # per-step metrics not yet read back / since last eval
-  last_good = latest
-
-  def flush_logs():
-    nonlocal pending
-    if not pending:
-      return
-    stacked = jax.device_get(jax.tree_util.tree_map(lambda *x: jnp.stack(x), *pending))
-    losses = stacked["loss"]
-    if not np.all(np.isfinite(losses)):
-      first_bad = step - len(losses) + int(np.argmin(np.isfinite(losses))) + 1
-      kept = (f"the last good checkpoint (step {last_good}) in "
-              f"{checkpoints.directory} is kept" if last_good is not None
-              else "no checkpoint had been written")
-      raise NonFiniteLossError(
-          f"non-finite loss ({losses[~np.isfinite(losses)][0]}) at step "
-          f"{first_bad}; {kept}. Lower learning_rate or set grad_clip_norm.")
-    window.append(stacked)
-    progress.set_postfix(loss=f"{float(losses[-1]):.4g}", refresh=False)
-    pending = []
-
-  def evaluate_and_checkpoint():
-    nonlocal results, solved, last_good, window, best
-    flush_logs()
-    if window:
-      train_metrics = {k: float(np.mean(np.concatenate([w[k] for w in window])))
-                       for k in window[0]}
-      train_metrics["learning_rate"] = float(schedule(step - 1))
-      writer.write(step, "train", {**train_metrics, "examples_seen": examples})
-      window = []
-    results = evaluate(task, eval_step, state.eval_params())
-    if task.solved is not None:
-      solved = solved or task.solved(results[task.solved_split])
-    for split, metrics in results.items():
-      writer.write(step, split, {**metrics, "examples_seen": examples,
-                                 "solved": solved})
-    record = {"examples_seen": examples, "solved": solved,
-              "wall_time_s": time.time() - wall_start}
+  cleanup = contextlib.ExitStack()
+  with cleanup:
+    checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"),
+                              config.max_checkpoints_to_keep)
+    cleanup.callback(checkpoints.close)
+    best_checkpoints = None
     if best_spec:
-      split, metric, mode = best_spec
-      if split not in results or metric not in results[split]:
-        raise ValueError(
-            f"best_metric: {split}/{metric} is not reported; the task reports "
-            + ", ".join(f"{s}/{m}" for s in results for m in results[s]))
-      value = float(results[split][metric])
-      if _is_better(value, (best or {}).get("value"), mode):
-        best = {"step": step, "value": value, "metrics": results}
-        best_checkpoints.save(state, task.train_batches.get_state(),
-                              {**record, "best": best})
-      record["best"] = best
-    checkpoints.save(state, task.train_batches.get_state(), record)
-    last_good = step
-
-  progress = tqdm.tqdm(total=None if budget_steps == math.inf else budget_steps,
-                       initial=step, desc=config.task, unit="step",
-                       disable=not config.get("progress_bar", True),
-                       mininterval=1.0)
-  try:
-    while step < budget_steps and examples < budget_examples and not (
-        solved and stop_when_solved):
-      batch = next(task.train_batches)
-      if step == 0 or step == latest:
-        input_pipeline.check_batch(batch, f"training batch at step {step}")
-      state, metrics = train_step(state, batch)
-      step += 1
-      examples += task.examples_in(batch)
-      pending.append(metrics)
-      progress.update(1)
-      if step % config.log_every_steps == 0:
-        flush_logs()
-      if step % config.eval_every_steps == 0:
-        evaluate_and_checkpoint()
-    if last_good != step:
-      evaluate_and_checkpoint()
-    elif results is None:  # resumed a finished run: report, write nothing
-      results = evaluate(task, eval_step, state.eval_params())
-  finally:
-    progress.close()
-    writer.close()
-    checkpoints.close()
+      best_checkpoints = Checkpoints(os.path.join(workdir, BEST_DIR), 1)
+      cleanup.callback(best_checkpoints.close)
+    writer = MetricsWriter(workdir)
+    cleanup.callback(writer.close)
+    meta = {"examples_seen": 0, "wall_time_s": 0.0, "solved": False}
+    latest = checkpoints.latest_step()
+    if latest is not None:
+      state, data_state, meta = checkpoints.restore(latest, state)
+      task.train_batches.set_state(data_state)
+      print(f"Resumed from checkpoint {latest} in {checkpoints.directory}",
+            flush=True)
+    writer.drop_after(latest or 0)
     if best_checkpoints is not None:
-      best_checkpoints.close()
+      _reconcile_best_checkpoint(best_checkpoints, latest, state,
+                                 task.train_batches.get_state(), meta)
+    _commit_config(workdir, plan, writer, latest or 0)
+
+    train_step, eval_step = make_steps(task, tx, config.get("ema_decay", 0.0))
+    step = int(state.step)
+    examples = int(meta["examples_seen"])
+    budget_examples = config.get("max_train_examples") or math.inf
+    budget_steps = config.num_train_steps if config.num_train_steps > 0 else math.inf
+    wall_start = time.time() - float(meta["wall_time_s"])
+    results = None
+    solved = bool(meta["solved"])
+    best = meta.get("best")  # {'step', 'value', 'metrics'} when best_metric is set
+    stop_when_solved = config.get("stop_when_solved", True)
+    pending, window = [], []  # per-step metrics not yet read back / since last eval
+    last_good = latest
+
+    def flush_logs():
+      nonlocal pending
+      if not pending:
+        return
+      stacked = jax.device_get(jax.tree_util.tree_map(lambda *x: jnp.stack(x), *pending))
+      losses = stacked["loss"]
+      if not np.all(np.isfinite(losses)):
+        first_bad = step - len(losses) + int(np.argmin(np.isfinite(losses))) + 1
+        kept = (f"the last good checkpoint (step {last_good}) in "
+                f"{checkpoints.directory} is kept" if last_good is not None
+                else "no checkpoint had been written")
+        raise NonFiniteLossError(
+            f"non-finite loss ({losses[~np.isfinite(losses)][0]}) at step "
+            f"{first_bad}; {kept}. Lower learning_rate or set grad_clip_norm: "
+            f"rerun with the new values and "
+            f"--allow_config_change=learning_rate,grad_clip_norm to resume "
+            f"from that checkpoint.")
+      window.append(stacked)
+      progress.set_postfix(loss=f"{float(losses[-1]):.4g}", refresh=False)
+      pending = []
+
+    def evaluate_and_checkpoint():
+      nonlocal results, solved, last_good, window, best
+      flush_logs()
+      if window:
+        train_metrics = {k: float(np.mean(np.concatenate([w[k] for w in window])))
+                         for k in window[0]}
+        train_metrics["learning_rate"] = float(schedule(step - 1))
+        writer.write(step, "train", {**train_metrics, "examples_seen": examples})
+        window = []
+      results = evaluate(task, eval_step, state.eval_params())
+      if task.solved is not None:
+        solved = solved or task.solved(results[task.solved_split])
+      for split, metrics in results.items():
+        writer.write(step, split, {**metrics, "examples_seen": examples,
+                                   "solved": solved})
+      record = {"examples_seen": examples, "solved": solved,
+                "wall_time_s": time.time() - wall_start, "config": plan.current}
+      is_best = False
+      if best_spec:
+        split, metric, mode = best_spec
+        if split not in results or metric not in results[split]:
+          raise ValueError(
+              f"best_metric: {split}/{metric} is not reported; the task reports "
+              + ", ".join(f"{s}/{m}" for s in results for m in results[s]))
+        value = float(results[split][metric])
+        if _is_better(value, (best or {}).get("value"), mode):
+          best, is_best = {"step": step, "value": value, "metrics": results}, True
+        record["best"] = best
+      # The checkpoint commits first: it records the best evaluation, so a
+      # rerun can redo a best checkpoint that a kill left unsaved.
+      checkpoints.save(state, task.train_batches.get_state(), record)
+      if is_best:
+        best_checkpoints.save(state, task.train_batches.get_state(), record)
+      last_good = step
+
+    def resume_point() -> str:
+      if last_good is None:
+        return "no checkpoint was saved yet: a rerun starts from step 0"
+      return (f"rerun the same command to resume from checkpoint {last_good} "
+              f"in {checkpoints.directory}")
+
+    progress = tqdm.tqdm(total=None if budget_steps == math.inf else budget_steps,
+                         initial=step, desc=config.task, unit="step",
+                         disable=not config.get("progress_bar", True),
+                         mininterval=1.0)
+    cleanup.callback(progress.close)
+    try:
+      while step < budget_steps and examples < budget_examples and not (
+          solved and stop_when_solved):
+        batch = next(task.train_batches)
+        if step == 0 or step == latest:
+          input_pipeline.check_batch(batch, f"training batch at step {step}")
+        state, metrics = train_step(state, batch)
+        step += 1
+        examples += task.examples_in(batch)
+        pending.append(metrics)
+        progress.update(1)
+        fault_point("train_step")
+        if step % config.log_every_steps == 0:
+          flush_logs()
+        if step % config.eval_every_steps == 0:
+          evaluate_and_checkpoint()
+      if last_good != step:
+        evaluate_and_checkpoint()
+      elif results is None:  # resumed a finished run: report, write nothing
+        results = evaluate(task, eval_step, state.eval_params())
+    except KeyboardInterrupt:
+      raise RunInterrupted(f"interrupted at step {step}; {resume_point()}") from None
 
   summary = {"step": step, "examples_seen": examples, "solved": solved,
              "metrics": results, "wall_time_s": round(time.time() - wall_start, 1),
              "hardware": _hardware()}
   if best_spec:
     summary["best"] = best
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary

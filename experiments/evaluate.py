@@ -31,6 +31,7 @@ import ml_collections
 from absl import app, flags, logging
 
 import train
+import workdir as workdir_lib
 from experiments import cli
 from experiments.configs import rules
 
@@ -94,7 +95,7 @@ def evaluate(workdir: str, overrides: dict) -> None:
   results = train.evaluate(task, eval_step, params)
   seconds = time.time() - start
   path = os.path.join(os.path.abspath(workdir), "evaluations.jsonl")
-  with open(path, "a") as f:
+  with workdir_lib.lock(workdir, purpose="evaluating it"), open(path, "a") as f:
     for split, metrics in results.items():
       record = {"step": step, "split": split, **metrics,
                 "overrides": overrides, "checkpoint": "best" if FLAGS.best

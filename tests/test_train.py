@@ -13,6 +13,7 @@ import pytest
 
 import input_pipeline
 import train
+import workdir as workdir_lib
 from experiments.configs import adding as adding_config
 from experiments.configs import reber as reber_config
 from experiments.configs import temporal_order as order_config
@@ -215,7 +216,7 @@ def test_launcher_errors_are_one_line(tmp_path):
   typo = _launch(tmp_path / "a", "--config.hiden_size=8")
   assert typo.returncode != 0 and "hiden_size" in typo.stderr
   unknown = _launch(tmp_path / "b", "--config.cell=lstn", *TINY_FLAGS)
-  assert unknown.returncode == 1
+  assert unknown.returncode == 2
   assert unknown.stderr.strip().splitlines()[-1] == (
       "error: cell: unknown cell 'lstn'; known cells are ['gru', 'lstm', 'rnn']")
 
@@ -300,9 +301,13 @@ def test_evaluate_command_reproduces_the_logged_metrics(tmp_path):
   assert len(lines) == 2 * len(records)
 
   code, err, _ = evaluate("--set=no_such_key=1")
-  assert code == 1 and "override 'no_such_key': not a key" in err
+  assert code == 2 and "override 'no_such_key': not a key" in err
   code, err, _ = evaluate("--step=7")
-  assert code == 1 and "no checkpoint 7" in err
+  assert code == 2 and "no checkpoint 7" in err
+  with workdir_lib.lock(str(tmp_path)):  # as a training run holds it
+    code, err, _ = evaluate()
+  assert code == 1 and "is in use by process" in err
+  assert len((tmp_path / "evaluations.jsonl").read_text().splitlines()) == len(lines)
 
 
 def test_best_metric_keeps_the_best_evaluation(tmp_path):
