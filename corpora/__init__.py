@@ -81,13 +81,7 @@ def _check_known(name: str) -> None:
 # Offline corpora: build, verify, rebuild.
 
 def _split_config(name: str, cls) -> tuple[str, str]:
-  base, _, config = name.partition("/")
-  configs = [c.name for c in cls.BUILDER_CONFIGS]
-  config = config or configs[0]
-  if config not in configs:
-    raise ValueError(f"dataset: {base!r} has no config {config!r}; known are "
-                     f"{[f'{base}/{c}' for c in configs]}")
-  return base, config
+  return name.partition("/")[0], store.config_of(name, cls)
 
 
 def _version_dir(data_dir: str, cls, config: str) -> str:

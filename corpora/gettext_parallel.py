@@ -538,19 +538,8 @@ def _current_builder(name: str, data_dir: str, roots=None) -> GettextParallel:
   return builder
 
 
-def _config_name(name: str) -> str:
-  """'gettext_parallel[/CONFIG]' -> CONFIG (the first config by default)."""
-  _, _, config = name.partition("/")
-  configs = [c.name for c in GettextParallel.BUILDER_CONFIGS]
-  config = config or configs[0]
-  if config not in configs:
-    raise ValueError(f"dataset: gettext_parallel has no config {config!r}; "
-                     f"known are {[f'gettext_parallel/{c}' for c in configs]}")
-  return config
-
-
 def builder_for(name: str, data_dir: str, roots=None) -> GettextParallel:
-  config = _config_name(name)
+  config = store.config_of(name, GettextParallel)
   return GettextParallel(data_dir=data_dir, config=config, roots=roots,
                          file_format="array_record")
 
@@ -580,7 +569,8 @@ def load_pairs(name: str, split: str, *, data_dir: str | None = None,
                        f"keys {sorted(records[0]) if records else []}, not "
                        f"{source_feature!r} and {target_feature!r}") from None
   check_one_of("split", split, SPLITS)
-  path = os.path.join(data_dir, GettextParallel.name, _config_name(name),
+  config = store.config_of(name, GettextParallel)
+  path = os.path.join(data_dir, GettextParallel.name, config,
                       str(GettextParallel.VERSION))
 
   def read(builder):

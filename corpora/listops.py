@@ -195,13 +195,9 @@ class Listops(tfds.core.GeneratorBasedBuilder):
   SIZES = SPLIT_SIZES  # tests shrink it on a subclass
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self, description=(__doc__ or "").strip().splitlines()[0],
-        features=tfds.features.FeaturesDict({
-            "text": tfds.features.Text(),
-            "label": tfds.features.Scalar(dtype=np.int32),
-            "index": tfds.features.Scalar(dtype=np.int32)}),
-        disable_shuffling=True, metadata=tfds.core.MetadataDict())
+    return store.indexed_info(self, {
+        "text": tfds.features.Text(),
+        "label": tfds.features.Scalar(dtype=np.int32)})
 
   def _split_generators(self, dl_manager):
     del dl_manager

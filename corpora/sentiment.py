@@ -173,13 +173,9 @@ class MovieReviews(tfds.core.GeneratorBasedBuilder):
     return source_csv()
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self, description=(__doc__ or "").strip().splitlines()[0],
-        features=tfds.features.FeaturesDict({
-            "text": tfds.features.Text(),
-            "label": tfds.features.Scalar(dtype=np.int32),
-            "index": tfds.features.Scalar(dtype=np.int32)}),
-        disable_shuffling=True, metadata=tfds.core.MetadataDict())
+    return store.indexed_info(self, {
+        "text": tfds.features.Text(),
+        "label": tfds.features.Scalar(dtype=np.int32)})
 
   def _split_generators(self, dl_manager):
     del dl_manager  # offline

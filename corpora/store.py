@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import sys
 from typing import Any, Callable, Iterable, TypeVar
 
 from absl import logging
@@ -59,6 +60,31 @@ def check_in_order(records) -> None:
   """CorpusError unless the records' 'index' features run 0, 1, 2, ..."""
   if [int(r["index"]) for r in records] != list(range(len(records))):
     raise CorpusError("records are missing or out of order")
+
+
+def config_of(name: str, builder_cls) -> str:
+  """'base[/CONFIG]' -> CONFIG, one of builder_cls's (the first by default)."""
+  base, _, config = name.partition("/")
+  configs = [c.name for c in builder_cls.BUILDER_CONFIGS]
+  config = config or configs[0]
+  if config not in configs:
+    raise ValueError(f"dataset: {base!r} has no config {config!r}; known are "
+                     f"{[f'{base}/{c}' for c in configs]}")
+  return config
+
+
+def indexed_info(builder, features: dict):
+  """The DatasetInfo of an offline builder: `features` plus 'index' (each
+  record's position, checked on read), unshuffled, with an empty metadata dict
+  for the fingerprints; the description is the module docstring's first line."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  doc = sys.modules[type(builder).__module__].__doc__ or ""
+  return tfds.core.DatasetInfo(
+      builder=builder, description=doc.strip().splitlines()[0] if doc.strip() else "",
+      features=tfds.features.FeaturesDict({
+          **features, "index": tfds.features.Scalar(dtype=np.int32)}),
+      disable_shuffling=True, metadata=tfds.core.MetadataDict())
 
 
 def prepare(builder) -> None:

@@ -52,7 +52,6 @@ import importlib.metadata
 import os
 from typing import NamedTuple, Sequence
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from corpora import store
@@ -275,13 +274,9 @@ class UdTagging(tfds.core.GeneratorBasedBuilder):
     return treebank_files(self.builder_config.name)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(
-        builder=self, description=(__doc__ or "").strip().splitlines()[0],
-        features=tfds.features.FeaturesDict({
-            "words": tfds.features.Text(),
-            "upos": tfds.features.Text(),
-            "index": tfds.features.Scalar(dtype=np.int32)}),
-        disable_shuffling=True, metadata=tfds.core.MetadataDict())
+    return store.indexed_info(self, {
+        "words": tfds.features.Text(),
+        "upos": tfds.features.Text()})
 
   def _split_generators(self, dl_manager):
     del dl_manager  # offline
