@@ -214,11 +214,7 @@ class Listops(tfds.core.GeneratorBasedBuilder):
 
 
 def _read_verified(builder, split: str) -> list[tuple[str, int]]:
-  expected = (builder.info.metadata or {}).get(split)
-  if not expected:
-    raise store.CorpusError(f"no fingerprint for split {split!r}")
-  records = store.read_records(builder.as_data_source(split=split))
-  store.check_in_order(records)
+  records, expected = store.stored_split(builder, split)
   examples = [(store.text(r["text"]), int(r["label"])) for r in records]
   if (len(examples) != expected["num_examples"]
       or fingerprint(examples) != expected["sha256"]):

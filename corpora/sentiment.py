@@ -199,15 +199,7 @@ class MovieReviews(tfds.core.GeneratorBasedBuilder):
 
 
 def _read_verified(builder, split: str) -> list[Example]:
-  metadata = builder.info.metadata or {}
-  if metadata.get("split_rule") != SPLIT_RULE:
-    raise store.CorpusError(f"built with split rule {metadata.get('split_rule')!r}, "
-                            f"expected {SPLIT_RULE!r}")
-  expected = metadata.get(split)
-  if not expected:
-    raise store.CorpusError(f"no fingerprint for split {split!r}")
-  records = store.read_records(builder.as_data_source(split=split))
-  store.check_in_order(records)
+  records, expected = store.stored_split(builder, split, SPLIT_RULE)
   examples = [Example(store.text(r["text"]), int(r["label"])) for r in records]
   if (len(examples) != expected["num_examples"]
       or fingerprint(examples) != expected["sha256"]):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, NamedTuple, TypeVar
 
 from absl import logging
 
@@ -85,6 +85,28 @@ def indexed_info(builder, features: dict):
       features=tfds.features.FeaturesDict({
           **features, "index": tfds.features.Scalar(dtype=np.int32)}),
       disable_shuffling=True, metadata=tfds.core.MetadataDict())
+
+
+class StoredSplit(NamedTuple):
+  """A split's records, in order, and the fingerprint stored at build time."""
+  records: list[Any]
+  expected: dict
+
+
+def stored_split(builder, split: str, split_rule: str | None = None) -> StoredSplit:
+  """The records of `split` and its stored fingerprint; CorpusError if the
+  corpus was built under another split rule, has no fingerprint for the split,
+  or its records are missing or out of order."""
+  metadata = builder.info.metadata or {}
+  if split_rule is not None and metadata.get("split_rule") != split_rule:
+    raise CorpusError(f"built with split rule {metadata.get('split_rule')!r}, "
+                      f"expected {split_rule!r}")
+  expected = metadata.get(split)
+  if not expected:
+    raise CorpusError(f"no fingerprint for split {split!r}")
+  records = read_records(builder.as_data_source(split=split))
+  check_in_order(records)
+  return StoredSplit(records, expected)
 
 
 def prepare(builder) -> None:

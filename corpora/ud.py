@@ -305,16 +305,8 @@ class UdTagging(tfds.core.GeneratorBasedBuilder):
 
 
 def _read_tagging_verified(builder, split: str) -> list[TaggedSentence]:
-  metadata = builder.info.metadata or {}
-  treebank = builder.builder_config.name
-  if metadata.get("split_rule") != TREEBANKS[treebank].split_rule:
-    raise store.CorpusError(f"built with split rule {metadata.get('split_rule')!r}, "
-                            f"expected {TREEBANKS[treebank].split_rule!r}")
-  expected = metadata.get(split)
-  if not expected:
-    raise store.CorpusError(f"no fingerprint for split {split!r}")
-  records = store.read_records(builder.as_data_source(split=split))
-  store.check_in_order(records)
+  rule = TREEBANKS[builder.builder_config.name].split_rule
+  records, expected = store.stored_split(builder, split, rule)
   sentences = [TaggedSentence(store.text(r["words"]).split(),
                               store.text(r["upos"]).split()) for r in records]
   if any(len(s.words) != len(s.upos) for s in sentences):
