@@ -8,12 +8,15 @@ Reads WORKDIR/config.json, rebuilds the model and its vocabularies (nmt:
 WORKDIR/subwords.model, written by training), restores the latest
 (or --step) checkpoint (its moving average when the run kept one) and
 decodes each input line with beam search (--beam_size, default the config's;
-1 = greedy). One output line per input line, always: an empty input gives an
-empty line; unknown characters, over-long inputs (cut to config.max_tokens,
-or the toy task's source length) and outputs cut at the maximum length are
-reported on stderr as "line N: ...". --evaluate decodes a split greedily and
-with the beam instead and writes WORKDIR/bleu_<split>.json plus the
-hypotheses (nmt only).
+1 = greedy). A missing or damaged WORKDIR/subwords.model is an error naming
+it. One output line per input line, always (stdin is read as bytes,
+experiments/line_input.py): an empty input, or one over
+line_input.MAX_LINE_BYTES bytes, gives an empty line; bytes that are not
+UTF-8 (read as U+FFFD), unknown characters, over-long inputs (cut to
+config.max_tokens, or the toy task's source length) and outputs cut at the
+maximum length are reported on stderr as "line N: ...". --evaluate decodes a
+split greedily and with the beam instead and writes
+WORKDIR/bleu_<split>.json plus the hypotheses (nmt only).
 """
 
 from __future__ import annotations
@@ -22,19 +25,19 @@ import dataclasses
 import importlib
 import json
 import os
-import sys
-from typing import Any
+from typing import Any, Iterable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
 import tasks as tasks_lib
 import train
 from corpora import gettext_parallel
-from experiments import launch
+from experiments import cli
+from experiments import line_input
 from tasks import decoding
+from tasks import nmt as nmt_task
 from tasks import seq2seq as seq2seq_task
 
 SEQ2SEQ_TASKS = ("nmt", "addition", "reversal")
@@ -65,7 +68,10 @@ def load(workdir: str, step: int | None = None) -> Loaded:
     raise ValueError(f"workdir: {workdir} holds task {config.task!r}, not one "
                      f"of the seq2seq tasks {SEQ2SEQ_TASKS}")
   module = importlib.import_module(tasks_lib._TASKS[config.task])  # pylint: disable=protected-access
-  source_vocab, target_vocab = module.vocabularies(config, workdir)
+  try:
+    source_vocab, target_vocab = module.vocabularies(config, workdir)
+  except nmt_task.DamagedVocabularyError as e:
+    raise cli.CorruptFileError(str(e)) from None
   model = seq2seq_task.build_model(config, source_vocab.size, target_vocab.size)
   dummy = seq2seq_task.make_batch([[3]], [[3]], 1, 2)
   params = seq2seq_task._init_params(  # pylint: disable=protected-access
@@ -156,6 +162,34 @@ def format_report(report: dict) -> str:
   return "\n".join(lines)
 
 
+def translate_input(loaded: Loaded, lines: Iterable[line_input.Line], *,
+                    beam_size: int | None = None) -> None:
+  """Prints one translation per line (an empty one for a skipped line) and
+  each line's notes on stderr as 'line N: ...'."""
+  lines = list(lines)
+  used = [line for line in lines if not line.skipped]
+  results = iter(translate_lines(loaded, [line.text for line in used],
+                                 beam_size=beam_size))
+  for line in lines:
+    result = (decoding.Translation("", [], 0.0, 0.0) if line.skipped
+              else next(results))
+    line_input.print_note(line.number, line_input.join_notes(line.note,
+                                                             result.note))
+    print(result.text, flush=True)
+
+
+def _run(f: flags.FlagValues) -> None:
+  cli.check_workdir_flag(f.workdir)
+  if f.evaluate:
+    print(format_report(evaluate_and_write(f.workdir, f.split, f.step)))
+    return
+  if f.beam_size is not None and f.beam_size < 1:
+    raise cli.UsageError(f"--beam_size: expected a positive integer, got "
+                         f"{f.beam_size}")
+  translate_input(load(f.workdir, f.step), line_input.read_lines(),
+                  beam_size=f.beam_size)
+
+
 def main():
   flags.DEFINE_string("workdir", None, "A seq2seq training workdir.", required=True)
   flags.DEFINE_integer("beam_size", None, "Beam width (default: the config's; "
@@ -164,28 +198,7 @@ def main():
   flags.DEFINE_bool("evaluate", False, "Score a split with BLEU instead of "
                     "translating stdin (nmt only).")
   flags.DEFINE_string("split", "test", "With --evaluate: 'test' or 'valid'.")
-
-  def run(argv):
-    if len(argv) > 1:
-      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not flags.FLAGS["verbosity"].present:  # orbax warns on read-only opens
-      logging.set_verbosity(logging.ERROR)
-    f = flags.FLAGS
-    with launch.user_errors_exit():
-      if f.evaluate:
-        print(format_report(evaluate_and_write(f.workdir, f.split, f.step)))
-        return
-      if f.beam_size is not None and f.beam_size < 1:
-        raise ValueError(f"--beam_size: expected a positive integer, got {f.beam_size}")
-      loaded = load(f.workdir, f.step)
-      lines = sys.stdin.read().splitlines()
-      for number, result in enumerate(
-          translate_lines(loaded, lines, beam_size=f.beam_size), start=1):
-        if result.note:
-          print(f"line {number}: {result.note}", file=sys.stderr)
-        print(result.text)
-
-  app.run(run)
+  line_input.run_tool(_run)
 
 
 if __name__ == "__main__":

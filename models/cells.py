@@ -26,6 +26,11 @@ take instead of scanning `step`:
       Or None. The whole recurrence as one cuDNN call
       (`models.cudnn`, float32 on a GPU), batch-major, with the lengths
       semantics of `models.unroll`. Set by `lstm()`.
+  param_shapes(input_size, hidden_size)     -> {key: shape}
+      Or None. Every param the cell reads and its shape, so that
+      `models.unroll` can check params before tracing; None: read from
+      `jax.eval_shape` of `init`. Every cell's params hold `w_ih [I, ...]`
+      and `w_hh [H, ...]`, from which I and H are read.
 
 Layouts follow PyTorch's gate order on purpose so weights port both ways
 (`models.convert`), transposed so that matmuls read `x @ w`:
@@ -61,6 +66,7 @@ FusedFn = Callable[[Params, jax.Array, jax.Array | None, Any, int],
                    tuple[jax.Array, Any]]
 CudnnFn = Callable[[Params, jax.Array, jax.Array | None, Any],
                    tuple[jax.Array, Any]]
+ParamShapesFn = Callable[[int, int], dict[str, tuple[int, ...]]]
 
 
 class HiddenState(NamedTuple):
@@ -89,6 +95,35 @@ class Cell(NamedTuple):
   step: Callable[[Params, Any, jax.Array], tuple[Any, jax.Array]]
   fused: FusedFn | None = None
   cudnn: CudnnFn | None = None
+  param_shapes: ParamShapesFn | None = None
+
+
+def expected_param_shapes(cell: Cell, input_size: int,
+                          hidden_size: int) -> dict[str, tuple[int, ...]]:
+  """{key: shape} of the params `cell` reads for I = input_size, H =
+  hidden_size: `cell.param_shapes`, else the shapes `cell.init` makes
+  (traced only, never run)."""
+  if cell.param_shapes is not None:
+    return {k: tuple(v) for k, v in
+            cell.param_shapes(input_size, hidden_size).items()}
+  return _init_shapes(cell.init, input_size, hidden_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _init_shapes(init, input_size: int, hidden_size: int):
+  shapes = jax.eval_shape(
+      lambda: init(jax.random.PRNGKey(0), input_size, hidden_size))
+  return {k: tuple(v.shape) for k, v in shapes.items()}
+
+
+def _shapes(num_gates: int, *bias_keys: str) -> ParamShapesFn:
+  """param_shapes of a cell with w_ih [I, G*H], w_hh [H, G*H] and biases
+  [G*H] under bias_keys."""
+  def param_shapes(input_size: int, hidden_size: int):
+    gates = num_gates * hidden_size
+    return {"w_ih": (input_size, gates), "w_hh": (hidden_size, gates),
+            **{key: (gates,) for key in bias_keys}}
+  return param_shapes
 
 
 # ----------------------------------------------------------------------------
@@ -150,7 +185,8 @@ def elman(activation: str = "tanh") -> Cell:
     return HiddenState(h), h
 
   return Cell(f"rnn_{activation}", 1, init, initial_state,
-              functools.partial(_project, bias_key="b"), step)
+              functools.partial(_project, bias_key="b"), step,
+              param_shapes=_shapes(1, "b"))
 
 
 # ----------------------------------------------------------------------------
@@ -186,7 +222,8 @@ def lstm(forget_bias: float = 1.0) -> Cell:
 
   return Cell("lstm", 4, init, initial_state,
               functools.partial(_project, bias_key="b"), step,
-              fused=_lstm_fused, cudnn=_lstm_cudnn)
+              fused=_lstm_fused, cudnn=_lstm_cudnn,
+              param_shapes=_shapes(4, "b"))
 
 
 def _lstm_fused(params: Params, xs: jax.Array, mask: jax.Array | None,
@@ -246,11 +283,12 @@ def gru(reset_after: bool = True) -> Cell:
     return HiddenState(h), h
 
   project = functools.partial(_project, bias_key="b_ih")
+  shapes = _shapes(3, "b_ih", "b_hh")
   if reset_after:
     return Cell("gru", 3, init, initial_state, project, step_reset_after,
-                fused=_gru_fused)
+                fused=_gru_fused, param_shapes=shapes)
   return Cell("gru_original", 3, init, initial_state, project,
-              step_reset_before)
+              step_reset_before, param_shapes=shapes)
 
 
 def _gru_fused(params: Params, xs: jax.Array, mask: jax.Array | None,

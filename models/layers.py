@@ -74,6 +74,8 @@ class RNN(nn.Module):
       shared by all sequences (params `initial_{k}`, zeros at init), instead
       of starting from zeros. Used when no initial_states are passed.
     unroll: scan steps per iteration.
+    check_lengths_under_jit: check traced lengths with
+      `jax.experimental.checkify` (see `unroll.rnn`); off by default.
   """
   cell: str
   hidden_size: int
@@ -86,6 +88,20 @@ class RNN(nn.Module):
   learn_initial_state: bool = False
   unroll: int = 1
   param_dtype: Any = jnp.float32
+  check_lengths_under_jit: bool = False
+
+  @nn.nowrap
+  def check_attributes(self) -> None:
+    """ValueError naming the attribute unless the sizes and rates are valid
+    (the cell's name and options are checked by `cells.get_cell`)."""
+    for name in ("hidden_size", "num_layers"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if not isinstance(self.dropout_rate, (int, float)) or not (
+        0.0 <= self.dropout_rate < 1.0):
+      raise ValueError(f"dropout_rate: expected a value in [0, 1), got "
+                       f"{self.dropout_rate!r}")
 
   @nn.nowrap
   def cell_functions(self) -> cells_lib.Cell:
@@ -132,6 +148,7 @@ class RNN(nn.Module):
   @nn.compact
   def stack_params(self, input_size: int) -> StackParams:
     """The stack's params, created at init for layer-0 inputs [..., I]."""
+    self.check_attributes()
     cell = self.cell_functions()
     layers = []
     for depth in range(self.num_layers):
@@ -171,9 +188,9 @@ class RNN(nn.Module):
     bidirectional), as `unroll.stacked` takes and returns; None starts from
     zeros (or the learned states).
     """
-    if xs.ndim != 3:
+    if getattr(xs, "ndim", None) != 3:
       raise ValueError(f"xs: expected rank 3 [batch, time, features], got shape "
-                       f"{tuple(xs.shape)}")
+                       f"{tuple(jnp.shape(xs))}")
     params = self.stack_params(xs.shape[-1])
     if initial_states is None and params.initial is not None:
       initial_states = self._broadcast_initial(
@@ -184,7 +201,7 @@ class RNN(nn.Module):
         bidirectional=self.bidirectional, merge=self.merge,
         initial_states=initial_states, dropout_rate=self.dropout_rate,
         dropout_rng=self.make_rng("dropout") if use_dropout else None,
-        unroll=self.unroll)
+        unroll=self.unroll, check_lengths_under_jit=self.check_lengths_under_jit)
 
   def step_function(self, input_size: int) -> Callable[..., tuple[tuple, jax.Array]]:
     """One step of the (unidirectional) stack as a pure function, params bound:

@@ -18,9 +18,10 @@ Lengths semantics (per sequence b, with L = lengths[b]):
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import jax
+from jax.experimental import checkify
 import jax.numpy as jnp
 import numpy as np
 
@@ -32,25 +33,67 @@ Params = cells_lib.Params
 
 
 # ----------------------------------------------------------------------------
-# Validation: clear errors before tracing deep into a scan.
+# Validation: clear errors before tracing deep into a scan. Only shapes and
+# Python values are read, so the checks add no operation to the computation.
+
+def _check_cell(cell: Any, name: str = "cell") -> None:
+  if not isinstance(cell, cells_lib.Cell):
+    hint = (f"cells.get_cell({cell!r})" if isinstance(cell, str)
+            else "cells.get_cell('lstm')")
+    raise ValueError(f"{name}: expected a models.cells.Cell (e.g. {hint} or "
+                     f"cells.lstm()), got {type(cell).__name__} {cell!r:.60}")
+
+
+def _shape_of(params: Params, key: str, name: str) -> tuple[int, ...]:
+  shape = getattr(params[key], "shape", None)
+  if shape is None:
+    raise ValueError(f"{name}[{key!r}]: expected an array, got "
+                     f"{type(params[key]).__name__}")
+  return tuple(shape)
+
 
 def _check_params(cell: cells_lib.Cell, params: Params, name: str) -> tuple[int, int]:
-  """Returns (I, H) read from params; raises ValueError on bad shapes."""
+  """Returns (I, H) read from params; raises ValueError naming `name` on a
+  missing key or a wrong shape, biases included (`cells.expected_param_shapes`)."""
+  if not isinstance(params, Mapping):
+    raise ValueError(f"{name}: expected a dict of arrays (the cell's params, "
+                     f"e.g. from cell.init), got {type(params).__name__}")
   for key in ("w_ih", "w_hh"):
     if key not in params:
       raise ValueError(f"{name}: missing key {key!r} for cell {cell.name!r}; "
                        f"got keys {sorted(params)}")
-  w_ih, w_hh = params["w_ih"], params["w_hh"]
-  hidden = w_hh.shape[0]
+  w_ih, w_hh = _shape_of(params, "w_ih", name), _shape_of(params, "w_hh", name)
+  hidden = w_hh[0] if w_hh else 0
   gates = cell.num_gates * hidden
-  if w_hh.ndim != 2 or w_hh.shape[1] != gates:
+  if len(w_hh) != 2 or w_hh[1] != gates:
     raise ValueError(f"{name}['w_hh']: expected shape [H, {cell.num_gates}H] "
-                     f"= ({hidden}, {gates}) for cell {cell.name!r}, got "
-                     f"{tuple(w_hh.shape)}")
-  if w_ih.ndim != 2 or w_ih.shape[1] != gates:
+                     f"= ({hidden}, {gates}) for cell {cell.name!r}, got {w_hh}")
+  if len(w_ih) != 2 or w_ih[1] != gates:
     raise ValueError(f"{name}['w_ih']: expected shape [I, {gates}] for cell "
-                     f"{cell.name!r}, got {tuple(w_ih.shape)}")
-  return w_ih.shape[0], hidden
+                     f"{cell.name!r}, got {w_ih}")
+  expected = cells_lib.expected_param_shapes(cell, w_ih[0], hidden)
+  missing = sorted(set(expected) - set(params))
+  if missing:
+    raise ValueError(f"{name}: missing key {missing[0]!r} for cell "
+                     f"{cell.name!r}; expected keys {sorted(expected)}, got "
+                     f"{sorted(params)}")
+  for key, want in sorted(expected.items()):
+    got = _shape_of(params, key, name)
+    if got != want:
+      raise ValueError(f"{name}[{key!r}]: expected shape {want} for cell "
+                       f"{cell.name!r} with I={w_ih[0]}, H={hidden}, got {got}")
+  return w_ih[0], hidden
+
+
+def _as_inputs(xs) -> jax.Array:
+  """xs as an array (a nested list is converted); ValueError if it is none."""
+  if hasattr(xs, "ndim") and hasattr(xs, "shape"):
+    return xs
+  try:
+    return jnp.asarray(xs)
+  except (TypeError, ValueError) as e:
+    raise ValueError(f"xs: expected an array [batch, time, features], got "
+                     f"{type(xs).__name__} ({e})") from None
 
 
 def _check_inputs(xs, input_size: int) -> None:
@@ -62,11 +105,36 @@ def _check_inputs(xs, input_size: int) -> None:
                      f"input size), got shape {tuple(xs.shape)}")
 
 
+def as_lengths(lengths):
+  """lengths as an array: a jax array, tracer or numpy array unchanged, a
+  list or tuple as a numpy array (so that its values are checked even under
+  jit); ValueError for anything that is not numbers."""
+  if lengths is None or isinstance(lengths, (jax.Array, np.ndarray)):
+    values = lengths
+  else:
+    try:
+      values = np.asarray(lengths)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"lengths: expected one integer per sequence, got "
+                       f"{type(lengths).__name__} ({e})") from None
+  if not isinstance(values, np.ndarray):
+    return values
+  if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+    raise ValueError(f"lengths: expected integers, got {values.dtype} values "
+                     f"{lengths!r:.60}")
+  if np.issubdtype(values.dtype, np.integer) and values.size and (
+      values.min() < np.iinfo(np.int32).min or values.max() > np.iinfo(np.int32).max):
+    raise ValueError(f"lengths: values must lie in [0, T], got min "
+                     f"{values.min()} and max {values.max()}")
+  return values
+
+
 def check_lengths(lengths, batch: int, max_len: int) -> None:
   """Raises ValueError unless lengths is [B] integers within [0, T].
 
   Values are only checked when concrete (outside jit); under jit, lengths
-  outside [0, T] behave as if clipped to that range.
+  outside [0, T] behave as if clipped to that range, unless `rnn` is asked
+  to check them (check_lengths_under_jit=True, see `checkify_lengths`).
   """
   if lengths is None:
     return
@@ -85,6 +153,28 @@ def check_lengths(lengths, batch: int, max_len: int) -> None:
   if values.size and (values.min() < 0 or values.max() > max_len):
     raise ValueError(f"lengths: values must lie in [0, T={max_len}], got min "
                      f"{values.min()} and max {values.max()}")
+
+
+def checkify_lengths(lengths, max_len: int) -> None:
+  """A `jax.experimental.checkify` check that traced lengths lie in [0, T].
+
+  Adds the check only for traced lengths (concrete ones are checked by
+  `check_lengths`). The function must then run under `checkify.checkify`:
+    err, out = checkify.checkify(jax.jit(f))(...); err.throw()
+  raises a JaxRuntimeError naming 'lengths' and the bad values.
+  """
+  if lengths is None or not isinstance(lengths, jax.core.Tracer):
+    return
+  checkify.check(
+      jnp.all((lengths >= 0) & (lengths <= max_len)),
+      f"lengths: values must lie in [0, T={max_len}], got min {{min}} and max "
+      f"{{max}}", min=jnp.min(lengths), max=jnp.max(lengths))
+
+
+def _check_unroll(unroll: Any) -> None:
+  if isinstance(unroll, bool) or not isinstance(unroll, (int, np.integer)) or unroll < 1:
+    raise ValueError(f"unroll: expected a positive integer (scan steps per "
+                     f"iteration), got {unroll!r}")
 
 
 def _check_state(state, expected, name: str) -> None:
@@ -176,15 +266,18 @@ def _scan(cell: cells_lib.Cell, params: Params, xs_tm: jax.Array,
 def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
         lengths: jax.Array | None = None, *, reverse: bool = False,
         initial_state: Any = None, unroll: int = 1,
-        implementation: str = "auto") -> tuple[jax.Array, Any]:
+        implementation: str = "auto",
+        check_lengths_under_jit: bool = False) -> tuple[jax.Array, Any]:
   """Runs `cell` over a batch of padded sequences with one `lax.scan`.
 
   Args:
-    cell: a `models.cells.Cell`.
-    params: the cell's params (e.g. LSTM: w_ih [I, 4H], w_hh [H, 4H], b [4H]).
+    cell: a `models.cells.Cell` (`cells.get_cell(name)` looks one up by name).
+    params: the cell's params (e.g. LSTM: w_ih [I, 4H], w_hh [H, 4H], b [4H]);
+      every key and shape is checked (`cells.expected_param_shapes`).
     xs: [B, T, I] inputs, batch-major.
     lengths: optional [B] int, the number of real steps of each sequence, in
-      [0, T]. None means every sequence has T real steps.
+      [0, T] (a jax or numpy array, or a list). None means every sequence
+      has T real steps.
     reverse: run each sequence from its last real step to its first.
     initial_state: optional state (e.g. LSTMState(h [B, H], c [B, H])); zeros
       by default.
@@ -198,22 +291,43 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
       the cell has it, else 'scan'. All compute the same function (cuDNN to
       its matmul precision, see `models.cudnn`). 'auto' never picks cuDNN:
       the fused scan is faster on a GPU too (docs/performance.md).
+    check_lengths_under_jit: lengths are always checked when concrete; traced
+      ones (under jit) outside [0, T] behave as if clipped. True adds a
+      `jax.experimental.checkify` check of traced lengths, reported by
+      `checkify.checkify(jax.jit(f))` (see `checkify_lengths`); the function
+      must then run under `checkify.checkify`. False (default) adds nothing.
 
   Returns:
     ys: [B, T, H] outputs in the input's time order, zero on padding.
     final_state: the state after each sequence's last real step.
   """
+  return _rnn(cell, params, xs, lengths, reverse=reverse,
+              initial_state=initial_state, unroll=unroll,
+              implementation=implementation,
+              check_lengths_under_jit=check_lengths_under_jit)
+
+
+def _rnn(cell, params, xs, lengths, *, reverse, initial_state, unroll,
+         implementation, check_lengths_under_jit, name="params",
+         state_name="initial_state"):
+  """`rnn`, with the names its messages give params and the initial state."""
+  _check_cell(cell)
   check_one_of("implementation", implementation, _IMPLEMENTATIONS)
-  input_size, hidden = _check_params(cell, params, "params")
+  _check_unroll(unroll)
+  input_size, hidden = _check_params(cell, params, name)
+  xs = _as_inputs(xs)
   _check_inputs(xs, input_size)
   batch, max_len, _ = xs.shape
+  lengths = as_lengths(lengths)
   check_lengths(lengths, batch, max_len)
+  if check_lengths_under_jit:
+    checkify_lengths(lengths, max_len)
   dtype = jnp.result_type(xs.dtype, params["w_hh"].dtype)
   default_state = cell.initial_state(batch, hidden, dtype)
   if initial_state is None:
     initial_state = default_state
   else:
-    _check_state(initial_state, default_state, "initial_state")
+    _check_state(initial_state, default_state, state_name)
 
   xs_tm = jnp.swapaxes(xs, 0, 1)                             # [T, B, I]
   if reverse:
@@ -243,7 +357,8 @@ _MERGES = ("concat", "sum")
 def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
                   xs: jax.Array, lengths: jax.Array | None = None, *,
                   merge: str = "concat", initial_states: Any = None,
-                  unroll: int = 1, implementation: str = "auto"
+                  unroll: int = 1, implementation: str = "auto",
+                  check_lengths_under_jit: bool = False
                   ) -> tuple[jax.Array, tuple[Any, Any]]:
   """A bidirectional layer (Schuster & Paliwal 1997).
 
@@ -252,23 +367,39 @@ def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
     xs: [B, T, I]; lengths: optional [B].
     merge: 'concat' -> ys [B, T, 2H] (forward first), 'sum' -> ys [B, T, H].
     initial_states: optional (forward_state, backward_state).
-    unroll, implementation: as in `rnn`.
+    unroll, implementation, check_lengths_under_jit: as in `rnn`.
 
   Returns:
     ys, and (forward_final, backward_final). The backward final state is the
     state after reading each sequence's first step.
   """
+  return _bidirectional(cell, params, xs, lengths, merge=merge,
+                        initial_states=initial_states, unroll=unroll,
+                        implementation=implementation,
+                        check_lengths_under_jit=check_lengths_under_jit)
+
+
+def _bidirectional(cell, params, xs, lengths, *, merge, initial_states,
+                   name="params", states_name="initial_states", **run):
+  """`bidirectional`, with the names its messages give params and states."""
   check_one_of("merge", merge, _MERGES)
-  if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
-    got = sorted(params) if isinstance(params, dict) else type(params).__name__
-    raise ValueError("params: a bidirectional layer expects a dict with keys "
+  if not isinstance(params, Mapping) or set(params) != {"forward", "backward"}:
+    got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+    raise ValueError(f"{name}: a bidirectional layer expects a dict with keys "
                      f"['backward', 'forward'], got {got}")
-  fwd_init, bwd_init = initial_states if initial_states is not None else (None, None)
-  run = dict(unroll=unroll, implementation=implementation)
-  ys_fwd, final_fwd = rnn(cell, params["forward"], xs, lengths,
-                          initial_state=fwd_init, **run)
-  ys_bwd, final_bwd = rnn(cell, params["backward"], xs, lengths, reverse=True,
-                          initial_state=bwd_init, **run)
+  if initial_states is None:
+    initial_states = (None, None)
+  elif not isinstance(initial_states, Sequence) or len(initial_states) != 2:
+    raise ValueError(f"{states_name}: a bidirectional layer expects a "
+                     f"(forward_state, backward_state) pair, got "
+                     f"{type(initial_states).__name__}")
+  fwd_init, bwd_init = initial_states
+  ys_fwd, final_fwd = _rnn(cell, params["forward"], xs, lengths, reverse=False,
+                           initial_state=fwd_init, name=f"{name}['forward']",
+                           state_name=f"{states_name}[0]", **run)
+  ys_bwd, final_bwd = _rnn(cell, params["backward"], xs, lengths, reverse=True,
+                           initial_state=bwd_init, name=f"{name}['backward']",
+                           state_name=f"{states_name}[1]", **run)
   if merge == "concat":
     ys = jnp.concatenate([ys_fwd, ys_bwd], axis=-1)
   else:
@@ -276,14 +407,12 @@ def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
   return ys, (final_fwd, final_bwd)
 
 
-_bidirectional_layer = bidirectional  # `stacked` has an argument of that name.
-
-
 def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
             lengths: jax.Array | None = None, *, bidirectional: bool = False,
             merge: str = "concat", initial_states: Sequence[Any] | None = None,
             dropout_rate: float = 0.0, dropout_rng: jax.Array | None = None,
-            unroll: int = 1, implementation: str = "auto"
+            unroll: int = 1, implementation: str = "auto",
+            check_lengths_under_jit: bool = False
             ) -> tuple[jax.Array, tuple[Any, ...]]:
   """Stacked (optionally bidirectional) layers with dropout between them.
 
@@ -296,31 +425,27 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
     dropout_rate: dropout on each layer's output except the last (Zaremba et
       al. 2014: non-recurrent connections only). Active only when
       dropout_rng is given.
-    unroll, implementation: as in `rnn`.
+    unroll, implementation, check_lengths_under_jit: as in `rnn`.
 
   Returns:
     ys: [B, T, H] (or [B, T, 2H] for bidirectional concat) from the top layer,
     and a tuple of final states, one per layer (pairs when bidirectional).
   """
-  layers = list(layers)
-  if not layers:
-    raise ValueError("layers: expected at least one layer, got none")
-  if initial_states is not None and len(initial_states) != len(layers):
-    raise ValueError(f"initial_states: expected {len(layers)} entries (one per "
-                     f"layer), got {len(initial_states)}")
-  if not 0.0 <= dropout_rate < 1.0:
-    raise ValueError(f"dropout_rate: expected a value in [0, 1), got {dropout_rate}")
-  run = dict(unroll=unroll, implementation=implementation)
+  layers = _check_layers(layers, initial_states, dropout_rate)
+  run = dict(unroll=unroll, implementation=implementation,
+             check_lengths_under_jit=check_lengths_under_jit)
   finals = []
   for depth, layer_params in enumerate(layers):
     init = None if initial_states is None else initial_states[depth]
     if bidirectional:
-      xs, final = _bidirectional_layer(
+      xs, final = _bidirectional(
           cell, layer_params, xs, lengths, merge=merge, initial_states=init,
+          name=f"layers[{depth}]", states_name=f"initial_states[{depth}]",
           **run)
     else:
-      xs, final = rnn(cell, layer_params, xs, lengths, initial_state=init,
-                      **run)
+      xs, final = _rnn(cell, layer_params, xs, lengths, reverse=False,
+                       initial_state=init, name=f"layers[{depth}]",
+                       state_name=f"initial_states[{depth}]", **run)
     finals.append(final)
     is_last = depth == len(layers) - 1
     if dropout_rate > 0.0 and dropout_rng is not None and not is_last:
@@ -328,3 +453,29 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
                                   1.0 - dropout_rate, xs.shape)
       xs = jnp.where(keep, xs / (1.0 - dropout_rate), jnp.zeros_like(xs))
   return xs, tuple(finals)
+
+
+def _check_layers(layers, initial_states, dropout_rate) -> list[Params]:
+  """`stacked`'s layers as a list; ValueError naming the bad argument."""
+  if isinstance(layers, Mapping) or not isinstance(layers, Sequence):
+    got = (f"a dict with keys {sorted(layers)}" if isinstance(layers, Mapping)
+           else type(layers).__name__)
+    raise ValueError(f"layers: expected a list with one params dict per layer "
+                     f"(bottom first), got {got}; wrap a single layer in a list")
+  layers = list(layers)
+  if not layers:
+    raise ValueError("layers: expected at least one layer, got none")
+  if initial_states is not None and (not isinstance(initial_states, Sequence)
+                                     or len(initial_states) != len(layers)):
+    got = (len(initial_states) if isinstance(initial_states, Sequence)
+           else type(initial_states).__name__)
+    raise ValueError(f"initial_states: expected {len(layers)} entries (one per "
+                     f"layer), got {got}")
+  try:
+    rate_ok = (not isinstance(dropout_rate, (str, bytes))
+               and 0.0 <= float(dropout_rate) < 1.0)
+  except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+    rate_ok = False
+  if not rate_ok:
+    raise ValueError(f"dropout_rate: expected a value in [0, 1), got {dropout_rate!r}")
+  return layers

@@ -17,12 +17,11 @@ in words (Bahdanau et al. 2015, figure 2).
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import time
 from typing import Sequence
-
-from absl import logging
 
 from corpora import gettext_parallel
 from corpora import subwords
@@ -59,18 +58,43 @@ def load_pairs(config, split_key: str) -> list[tuple[str, str]]:
 SUBWORDS_FILE = "subwords.model"   # a run's vocabulary, kept in its workdir
 
 
+class DamagedVocabularyError(ValueError):
+  """A workdir's subword vocabulary file is not a sentencepiece model."""
+
+
+def run_vocabulary(workdir: str) -> subwords.SubwordVocabulary:
+  """WORKDIR/subwords.model, written by training: the only vocabulary the
+  run's checkpoints can be decoded with.
+
+  Raises FileNotFoundError naming the path when it is missing, and
+  DamagedVocabularyError naming it when it is not a sentencepiece model.
+  """
+  path = os.path.join(workdir, SUBWORDS_FILE)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        errno.ENOENT, "no subword vocabulary: training writes the run's "
+        "vocabulary there and its checkpoints decode with that one only; "
+        "copy it back from the training run", path)
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    vocab = subwords.SubwordVocabulary(data) if data else None
+  except RuntimeError:
+    vocab = None
+  if vocab is None or vocab.size <= subwords.UNK:
+    raise DamagedVocabularyError(
+        f"{path}: not a sentencepiece model ({len(data)} bytes); the file is "
+        f"damaged, copy it back from the training run")
+  return vocab
+
+
 def vocabulary(config, workdir: str | None = None) -> subwords.SubwordVocabulary:
-  """The run's vocabulary: WORKDIR/subwords.model when the workdir has one
-  (written by training), else the one trained on the corpus's training pairs
-  (trained on first use and cached by their hash)."""
+  """The run's vocabulary: WORKDIR/subwords.model when a workdir is given
+  (`run_vocabulary`; a missing or damaged file is an error), else the one
+  trained on the corpus's training pairs (trained on first use and cached by
+  their hash)."""
   if workdir is not None:
-    path = os.path.join(workdir, SUBWORDS_FILE)
-    if os.path.exists(path):
-      return subwords.SubwordVocabulary.load(path)
-    logging.warning(
-        "%s has no %s (a run from before runs kept their vocabulary): using the "
-        "vocabulary of the corpus as it is now, which is the run's only if the "
-        "corpus has not changed since", workdir, SUBWORDS_FILE)
+    return run_vocabulary(workdir)
   import corpora  # pylint: disable=g-import-not-at-top
   return subwords.load_or_train(load_pairs(config, "train_split"),
                                 config.vocab_size,

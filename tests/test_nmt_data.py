@@ -230,8 +230,9 @@ def test_bleu_and_bleu_by_length():
   assert expected < sacrebleu.corpus_bleu(hyps, [refs]).score - 10
 
 
-def test_nmt_smoke_training_translate_and_bleu(catalogs, tmp_path, monkeypatch):
-  monkeypatch.setenv(gp.ENV_ROOTS, catalogs)
+def tiny_config(tmp_path):
+  """A 6-step encoder-decoder run on the fixture catalogs (set gp.ENV_ROOTS
+  to write_fixture's folder to train it), data under tmp_path/data."""
   config = nmt_config.get_config("encdec")
   config.data_dir = str(tmp_path / "data")
   config.vocab_size = 80
@@ -246,6 +247,12 @@ def test_nmt_smoke_training_translate_and_bleu(catalogs, tmp_path, monkeypatch):
   config.max_decode_len = 12
   config.beam_size = 2
   config.progress_bar = False
+  return config
+
+
+def test_nmt_smoke_training_translate_and_bleu(catalogs, tmp_path, monkeypatch):
+  monkeypatch.setenv(gp.ENV_ROOTS, catalogs)
+  config = tiny_config(tmp_path)
   workdir = tmp_path / "run"
   summary = train.train_and_evaluate(config, str(workdir))
   assert summary["step"] == 6
