@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import re
 import sys
 from typing import Any, Iterator
@@ -90,9 +91,18 @@ def message(error: BaseException) -> str:
   return one_line(re.sub(r"^\[Errno \d+\] ", "", text))
 
 
+def _discard_stdout() -> None:
+  """Points stdout at /dev/null, so the interpreter's last flush cannot fail."""
+  devnull = os.open(os.devnull, os.O_WRONLY)
+  os.dup2(devnull, sys.stdout.fileno())
+
+
 def report(error: BaseException, debug: bool = False) -> int:
   """Prints a user error as 'error: MESSAGE' on stderr and returns its exit
   code; re-raises a bug, and any error under --debug, with its traceback."""
+  if isinstance(error, BrokenPipeError):  # the reader stopped, e.g. `| head`
+    _discard_stdout()
+    return EXIT_OK
   code = exit_code(error)
   if code is None or debug:
     raise error

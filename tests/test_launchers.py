@@ -474,3 +474,18 @@ def test_tool_flag_errors_are_one_line(tmp_path):
   result = run_module("experiments.plot_curves", "--log=maybe", "a=b", cwd=tmp_path)
   assert result.returncode == 2
   assert result.stderr.splitlines() == ["error: --log=maybe: expected true or false"]
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+  """`tool | head -1`: the closed pipe ends the tool quietly, exit 0."""
+  script = ("from experiments import cli\n"
+            "with cli.user_errors_exit():\n"
+            "  for i in range(200_000):\n"
+            "    print('line', i)\n")
+  tool = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  first = tool.stdout.readline()
+  tool.stdout.close()
+  _, err = tool.communicate(timeout=60)
+  assert first == b"line 0\n"
+  assert tool.returncode == 0 and err == b""
