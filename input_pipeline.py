@@ -13,6 +13,12 @@ dataset's lines (TFDS, ArrayRecord, no TensorFlow); `tokenize` and
 `Vocabulary` turn them into one stream of ids per split; `TBPTTBatches`
 (training, via grain) and `tbptt_eval_batches` cut a stream into contiguous
 batches for truncated backpropagation through time.
+
+Text for classification and tagging (last part): `build_word_vocabulary`
+('<pad>' 0, '<unk>' 1, min count, max size), `truncate`, and
+`BucketedBatches` / `bucketed_eval_batches`, which batch examples of similar
+length together, padded to their length bucket, so jit sees one shape per
+bucket.
 """
 
 from __future__ import annotations
@@ -334,3 +340,190 @@ def tbptt_eval_batches(ids: np.ndarray, batch_size: int, seq_len: int) -> list[B
                     "lengths": np.full((batch_size,), steps, np.int32),
                     "reset": np.full((batch_size,), start == 0)})
   return batches
+
+
+# ----------------------------------------------------------------------------
+# Text for classification (N -> 1) and tagging (N -> N): word vocabularies
+# with padding and unknown ids, and batches of examples of similar length.
+#
+# N = examples in a split, B = batch rows, T = a bucket's padded steps.
+
+PAD = "<pad>"
+PAD_ID, UNK_ID = 0, 1       # the ids of PAD and UNK in `build_word_vocabulary`
+TRUNCATIONS = ("keep_first", "keep_last")
+
+
+def build_word_vocabulary(token_lists: Iterable[Sequence[str]], *, min_count: int = 1,
+                          max_size: int = 0) -> Vocabulary:
+  """'<pad>' (id 0), '<unk>' (id 1), then the tokens seen at least `min_count`
+  times, most frequent first (ties alphabetically), at most `max_size` ids in
+  all (0: no cap). Unknown tokens encode as '<unk>'."""
+  if min_count < 1:
+    raise ValueError(f"min_count: expected an integer >= 1, got {min_count}")
+  if max_size and max_size < 3:
+    raise ValueError(f"max_size: expected 0 (no cap) or room for '<pad>', "
+                     f"'<unk>' and one token (>= 3), got {max_size}")
+  counts = collections.Counter(t for tokens in token_lists for t in tokens)
+  for special in (PAD, UNK):
+    counts.pop(special, None)
+  kept = [t for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+          if n >= min_count]
+  if max_size:
+    kept = kept[:max_size - 2]
+  return Vocabulary([PAD, UNK, *kept])
+
+
+def vocabulary_file(vocab: Vocabulary) -> bytes:
+  """The vocabulary as UTF-8 text, one token per line, line k = id k."""
+  for token in vocab.tokens:
+    if not token or "\n" in token:
+      raise ValueError(f"tokens: {token!r} cannot be written one per line")
+  return ("\n".join(vocab.tokens) + "\n").encode("utf-8")
+
+
+def read_vocabulary_file(contents: bytes) -> Vocabulary:
+  """The inverse of `vocabulary_file`."""
+  return Vocabulary(contents.decode("utf-8").split("\n")[:-1])
+
+
+def truncate(ids: Sequence[int], max_len: int, truncation: str = "keep_first"):
+  """The first (keep_first) or last (keep_last) max_len items of ids."""
+  check_one_of("truncation", truncation, TRUNCATIONS)
+  if max_len < 1:
+    raise ValueError(f"max_len: expected an integer >= 1, got {max_len}")
+  return ids[:max_len] if truncation == "keep_first" else ids[-max_len:]
+
+
+def parse_bucket_boundaries(spec: str) -> tuple[int, ...]:
+  """'32,64,128' -> (32, 64, 128): the padded lengths of the buckets, strictly
+  increasing positive integers ('' -> (): one bucket, see `bucket_steps`)."""
+  try:
+    boundaries = tuple(int(p) for p in filter(None, (s.strip() for s in spec.split(","))))
+  except ValueError:
+    boundaries = (0,)
+  if any(b < 1 for b in boundaries) or list(boundaries) != sorted(set(boundaries)):
+    raise ValueError(f"bucket_boundaries: expected strictly increasing positive "
+                     f"integers like '32,64,128', got {spec!r}")
+  return boundaries
+
+
+def bucket_steps(boundaries: Sequence[int], longest: int) -> tuple[int, ...]:
+  """The padded lengths T of all buckets for sequences of up to `longest`
+  steps: the boundaries below `longest`, then the first boundary >= longest
+  (or `longest` itself if none is)."""
+  steps = [b for b in boundaries if b < longest]
+  return (*steps, next((b for b in boundaries if b >= longest), longest))
+
+
+def bucket_index(lengths: Sequence[int], steps: Sequence[int]) -> np.ndarray:
+  """[N] the bucket of each length: the first of `steps` >= it."""
+  lengths = np.asarray(lengths, np.int64)
+  if lengths.size and lengths.max() > steps[-1]:
+    raise ValueError(f"lengths: {lengths.max()} exceeds the longest bucket "
+                     f"({steps[-1]} steps)")
+  return np.searchsorted(np.asarray(steps), lengths, side="left")
+
+
+# make_rows(indices [B] (-1: a padding row), steps T) -> Batch
+RowMaker = Callable[[np.ndarray, int], Batch]
+
+
+def _chunks(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
+  """Consecutive rows of batch_size; the last is filled with -1 (padding)."""
+  chunks = []
+  for start in range(0, len(indices), batch_size):
+    chunk = np.full((batch_size,), -1, np.int64)
+    part = indices[start:start + batch_size]
+    chunk[:len(part)] = part
+    chunks.append(chunk)
+  return chunks
+
+
+class BucketedBatches(Iterator[Batch]):
+  """Endless epochs of batches of examples of similar length.
+
+  Epoch e (numpy generator seeded with [seed, e]) shuffles the examples,
+  groups them by bucket (the first of `steps` >= the example's length),
+  cuts each bucket into batches of B (its last batch filled with padding rows,
+  index -1), and shuffles the batches. Every example is in exactly one batch
+  of each epoch; a batch's time axis is its bucket's T, so jit compiles one
+  program per bucket. Batch k is `make_rows(indices [B], T)`; make_rows marks
+  padding rows (e.g. 'weights' 0) so that the loss and the example count
+  skip them.
+
+  get_state()/set_state() hold the step (batches so far) and what the stream
+  was built from.
+  """
+
+  def __init__(self, lengths: Sequence[int], steps: Sequence[int],
+               make_rows: RowMaker, batch_size: int, seed: int):
+    if batch_size <= 0:
+      raise ValueError(f"batch_size: expected a positive integer, got {batch_size}")
+    if len(lengths) == 0:
+      raise ValueError("lengths: no examples to batch")
+    self._steps = tuple(int(s) for s in steps)
+    self._bucket = bucket_index(lengths, self._steps)                    # [N]
+    self._make_rows, self._batch_size, self._seed = make_rows, batch_size, seed
+    counts = np.bincount(self._bucket, minlength=len(self._steps))
+    self.batches_per_epoch = int(sum(-(-int(n) // batch_size) for n in counts))
+    self._fingerprint = _fingerprint(np.asarray(lengths, np.int64))
+    self._plan: tuple[int, list[tuple[int, np.ndarray]]] | None = None
+    self._step = 0
+
+  def epoch_plan(self, epoch: int) -> list[tuple[int, np.ndarray]]:
+    """Epoch `epoch`'s batches in order: (bucket, indices [B], -1 = padding)."""
+    if self._plan is None or self._plan[0] != epoch:
+      rng = np.random.default_rng([self._seed, epoch])
+      order = rng.permutation(len(self._bucket))
+      batches = []
+      for bucket in range(len(self._steps)):
+        members = order[self._bucket[order] == bucket]
+        batches.extend((bucket, chunk) for chunk in _chunks(members, self._batch_size))
+      self._plan = (epoch, [batches[i] for i in rng.permutation(len(batches))])
+    return self._plan[1]
+
+  @property
+  def epoch(self) -> int:
+    """Epochs completed before the next batch."""
+    return self._step // self.batches_per_epoch
+
+  def __next__(self) -> Batch:
+    bucket, indices = self.epoch_plan(self.epoch)[self._step % self.batches_per_epoch]
+    self._step += 1
+    return self._make_rows(indices, self._steps[bucket])
+
+  def get_state(self) -> dict[str, Any]:
+    return {"kind": "bucketed", "step": self._step, "seed": self._seed,
+            "batch_size": self._batch_size, "steps": list(self._steps),
+            "fingerprint": self._fingerprint}
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    expected = {k: v for k, v in self.get_state().items() if k != "step"}
+    got = {k: state.get(k) for k in expected}
+    if got != expected or not isinstance(state.get("step"), int) or state["step"] < 0:
+      raise ValueError(f"data iterator state {state} does not belong to this "
+                       f"bucketed stream ({expected})")
+    self._step = state["step"]
+
+
+def bucketed_eval_batches(lengths: Sequence[int], steps: Sequence[int],
+                          make_rows: RowMaker, batch_size: int) -> list[Batch]:
+  """A whole split in batches by bucket (examples in order within a bucket),
+  each example exactly once; the last batch of a bucket is filled with
+  padding rows (index -1), so every batch has B rows."""
+  bucket = bucket_index(lengths, steps)
+  batches = []
+  for b, padded in enumerate(steps):
+    for chunk in _chunks(np.flatnonzero(bucket == b), batch_size):
+      batches.append(make_rows(chunk, padded))
+  return batches
+
+
+def pad_rows(rows: Sequence[Sequence[int] | None], steps: int,
+             dtype=np.int32) -> np.ndarray:
+  """B id lists (None: a padding row) -> [B, steps], zero-padded (PAD_ID)."""
+  out = np.zeros((len(rows), steps), dtype)
+  for b, row in enumerate(rows):
+    if row is not None:
+      out[b, :len(row)] = row
+  return out

@@ -14,6 +14,8 @@ _TASKS = {
     "nmt": "tasks.nmt",
     "listops": "tasks.listops",
     "parse": "tasks.parse",
+    "sentiment": "tasks.sentiment",
+    "tagging": "tasks.tagging",
 }
 
 

@@ -22,6 +22,8 @@ CONFIG_ARGS = {
     "ptb": [None, "small", "medium", "large", "char"],
     "reber": [None],
     "reversal": [None, "attention"],
+    "sentiment": [None, "imdb", "rt"],
+    "tagging": [None, "ud_he", "ud_tr"],
     "temporal_order": [None, "6a", "6b"],
 }
 

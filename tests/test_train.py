@@ -16,6 +16,8 @@ import train
 import workdir as workdir_lib
 from experiments.configs import adding as adding_config
 from experiments.configs import reber as reber_config
+from experiments.configs import sentiment as sentiment_config
+from experiments.configs import tagging as tagging_config
 from experiments.configs import temporal_order as order_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +51,11 @@ CONFIGS = {
     "temporal_order": lambda: tiny(order_config.get_config()),
     "temporal_order_6b": lambda: tiny(order_config.get_config("6b")),
     "reber": lambda: tiny(reber_config.get_config(), max_len=20),
+    "sentiment_rt": lambda: tiny(sentiment_config.get_config("rt"), max_train_size=16,
+                                 max_eval_size=16, bucket_boundaries="64", embed_size=8),
+    "tagging_ud_he": lambda: tiny(tagging_config.get_config("ud_he"), max_train_size=16,
+                                  max_eval_size=16, bucket_boundaries="128", embed_size=8,
+                                  char_embed_size=4, char_hidden_size=4),
 }
 
 

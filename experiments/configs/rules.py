@@ -23,9 +23,13 @@ import math
 import re
 from typing import Any, Callable
 
+import input_pipeline
 import tasks
+from corpora import sentiment as sentiment_corpus
+from corpora import ud as ud_corpus
 from experiments.configs import nmt as nmt_config
 from experiments.configs import ptb as ptb_config
+from models import classifier
 from models import seq2seq
 from models import tree_parser
 from tasks import listops as listops_task
@@ -166,6 +170,11 @@ def check_length_buckets(spec: str) -> None:
     seq2seq_task.parse_length_buckets(spec)
 
 
+def check_bucket_boundaries(spec: str) -> None:
+  """'' or strictly increasing lengths like '32,64,128' (input_pipeline.py)."""
+  input_pipeline.parse_bucket_boundaries(spec)
+
+
 def _count(minimum: int = 0, hint: str = "") -> Rule:
   return Rule(int, minimum=minimum, hint=hint)
 
@@ -225,6 +234,12 @@ RULES: dict[str, Rule] = {
     "length_buckets": Rule(str, check=check_length_buckets),
     "tree_form": Rule(str, choices=listops_task.TREE_FORMS),
     "pack_schedule": _flag(),
+    "lowercase": _flag(),
+    "min_count": _count(1),
+    "max_vocab_size": _count(hint="0: no cap; else >= 3 (with <pad> and <unk>)"),
+    "truncation": Rule(str, choices=input_pipeline.TRUNCATIONS),
+    "bucket_boundaries": Rule(str, check=check_bucket_boundaries),
+    "max_word_len": _count(1),
     # Model.
     "model": Rule(str, choices=(*listops_task.SEQUENCE_MODELS,
                                 *listops_task.TREE_MODELS)),
@@ -246,6 +261,10 @@ RULES: dict[str, Rule] = {
                    hint="'': copy, or dense if bidirectional"),
     "reverse_source": _flag(),
     "dropout_rate": _fraction(minimum=0, below=1),
+    "word_dropout": _fraction(minimum=0, below=1),
+    "pooling": Rule(str, choices=classifier.POOLINGS),
+    "char_embed_size": _count(1),
+    "char_hidden_size": _count(1),
     "mlp_layers": _count(),
     "mlp_size": _count(hint="0: hidden_size"),
     "objective": Rule(str, choices=tree_parser.OBJECTIVES),
@@ -308,6 +327,12 @@ TASK_RULES: dict[str, dict[str, Rule]] = {
     },
     "parse": {
         "dataset": Rule(str, choices=parse_task.DATASETS),
+    },
+    "sentiment": {
+        "dataset": Rule(str, choices=tuple(sentiment_corpus.SOURCES)),
+    },
+    "tagging": {
+        "dataset": Rule(str, choices=tuple(ud_corpus.TREEBANKS), noun="treebank"),
     },
 }
 

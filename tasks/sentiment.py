@@ -1,0 +1,168 @@
+"""Sentiment classification (N -> 1): IMDB reviews and Rotten Tomatoes sentences.
+
+Text -> `corpora.sentiment.tokenize` words (lower-cased if config.lowercase)
+-> ids of a vocabulary built from the training split only
+(`input_pipeline.build_word_vocabulary`: '<pad>' 0, '<unk>' 1, words seen
+>= config.min_count times, at most config.max_vocab_size ids) -> the first
+or last config.max_len ids (config.truncation) -> a recurrent encoder
+(config.cell, hidden_size, num_layers, bidirectional, dropout_rate on the
+embeddings, between layers and before the head) pooled over time
+(config.pooling: 'final' states, 'max' or 'mean' over the real steps) -> 2
+logits.
+
+Batches (B = batch, T = a bucket's padded length, from
+config.bucket_boundaries; `input_pipeline.BucketedBatches`): 'inputs' [B, T]
+ids, 'lengths' [B], 'labels' [B], 'weights' [B] (0 on the padding rows that
+fill a bucket's last batch). Training batches are shuffled anew each epoch
+from config.seed; each example is in exactly one batch per epoch.
+
+Metrics on 'validation' (as 'valid') and 'test': accuracy, loss (mean
+cross-entropy), examples. Run files in WORKDIR: vocabulary.txt (one token
+per line, line k = id k) and data_stats.json (per split: examples, tokens,
+the unknown-word rate of the tokens the model reads and the fraction of
+examples truncated).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import NamedTuple, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import input_pipeline
+from corpora import sentiment as sentiment_data
+from models import classifier
+from models.checks import check_one_of
+from tasks import base
+
+SPLITS = {"train": "train", "valid": "validation", "test": "test"}
+VOCABULARY_FILE = "vocabulary.txt"
+DATA_STATS_FILE = "data_stats.json"
+
+
+class EncodedSplit(NamedTuple):
+  """A split as ids: ids[i] [L_i] int32 (truncated), labels [N] int32, and
+  what truncation and the vocabulary did to it."""
+  ids: list[np.ndarray]
+  labels: np.ndarray
+  stats: dict[str, float]
+
+
+def encode_split(token_lists: Sequence[Sequence[str]], labels: Sequence[int],
+                 vocab: input_pipeline.Vocabulary, max_len: int,
+                 truncation: str) -> EncodedSplit:
+  """Tokens -> truncated ids, with stats: examples, tokens (before
+  truncation), kept_tokens, unknown_rate (of the kept tokens) and
+  truncated_rate (of the examples)."""
+  ids, kept, unknown, truncated = [], 0, 0, 0
+  for tokens in token_lists:
+    row = input_pipeline.truncate(vocab.encode(tokens), max_len, truncation)
+    if len(row) == 0:    # an empty text reads one unknown word
+      row = np.asarray([input_pipeline.UNK_ID], np.int32)
+    ids.append(row)
+    kept += len(row)
+    unknown += int(np.sum(row == input_pipeline.UNK_ID))
+    truncated += len(tokens) > max_len
+  count = len(token_lists)
+  stats = {"examples": count, "tokens": sum(len(t) for t in token_lists),
+           "kept_tokens": kept, "unknown_rate": unknown / max(kept, 1),
+           "truncated_rate": truncated / max(count, 1)}
+  return EncodedSplit(ids, np.asarray(labels, np.int32), stats)
+
+
+def make_rows(split: EncodedSplit):
+  """-> make_rows(indices [B] (-1: padding row), T) -> the batch dict."""
+  def rows(indices: np.ndarray, steps: int) -> dict[str, np.ndarray]:
+    real = indices >= 0
+    chosen = [split.ids[i] if i >= 0 else None for i in indices]
+    return {"inputs": input_pipeline.pad_rows(chosen, steps),
+            "lengths": np.asarray([len(r) if r is not None else 1 for r in chosen],
+                                  np.int32),
+            "labels": np.where(real, split.labels[np.maximum(indices, 0)], 0
+                               ).astype(np.int32),
+            "weights": real.astype(np.float32)}
+  return rows
+
+
+def loss(logits, batch):
+  """logits [B, K] -> (cross-entropy averaged over the real rows, sums:
+  nll, correct, count)."""
+  weights = batch["weights"]
+  nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
+  correct = (jnp.argmax(logits, -1) == batch["labels"]).astype(weights.dtype)
+  count = jnp.sum(weights)
+  total = jnp.sum(nll * weights)
+  return total / jnp.maximum(count, 1.0), {
+      "nll": total, "correct": jnp.sum(correct * weights), "count": count}
+
+
+def summarize(totals):
+  return {"accuracy": base.ratio(totals, "correct", "count"),
+          "loss": base.ratio(totals, "nll", "count"),
+          "examples": int(totals["count"])}
+
+
+def tokenized_splits(config) -> dict[str, tuple[list[list[str]], list[int]]]:
+  """{'train', 'valid', 'test'} -> (token lists, labels), shortened by
+  config.max_train_size / max_eval_size when set."""
+  out = {}
+  for name, split in SPLITS.items():
+    examples = sentiment_data.read_split(config.dataset, split,
+                                         data_dir=config.data_dir or None)
+    limit = config.max_train_size if name == "train" else config.max_eval_size
+    if limit:
+      examples = examples[:limit]
+    out[name] = ([sentiment_data.tokenize(e.text, config.lowercase) for e in examples],
+                 [e.label for e in examples])
+  return out
+
+
+def build_model(config, vocab_size: int) -> classifier.SequenceClassifier:
+  encoder = base.encoder(config, vocab_size=vocab_size, embed_size=config.embed_size,
+                         bidirectional=config.bidirectional,
+                         dropout_rate=config.dropout_rate)
+  return classifier.SequenceClassifier(encoder, num_outputs=2, pooling=config.pooling)
+
+
+def run_vocabulary(workdir: str) -> input_pipeline.Vocabulary:
+  """The vocabulary a run in WORKDIR was trained with (its vocabulary.txt)."""
+  with open(os.path.join(workdir, VOCABULARY_FILE), "rb") as f:
+    return input_pipeline.read_vocabulary_file(f.read())
+
+
+def build(config) -> base.Task:
+  check_one_of("dataset", config.dataset, tuple(sentiment_data.SOURCES))
+  check_one_of("truncation", config.truncation, input_pipeline.TRUNCATIONS)
+  check_one_of("pooling", config.pooling, classifier.POOLINGS)
+  boundaries = input_pipeline.parse_bucket_boundaries(config.bucket_boundaries)
+  tokens = tokenized_splits(config)
+  vocab = input_pipeline.build_word_vocabulary(
+      tokens["train"][0], min_count=config.min_count, max_size=config.max_vocab_size)
+  data = {name: encode_split(token_lists, labels, vocab, config.max_len,
+                             config.truncation)
+          for name, (token_lists, labels) in tokens.items()}
+  longest = max(len(r) for split in data.values() for r in split.ids)
+  steps = input_pipeline.bucket_steps(boundaries, longest)
+
+  def lengths(split):
+    return [len(r) for r in split.ids]
+
+  train_batches = input_pipeline.BucketedBatches(
+      lengths(data["train"]), steps, make_rows(data["train"]), config.batch_size,
+      config.seed)
+  eval_splits = {name: input_pipeline.bucketed_eval_batches(
+      lengths(data[name]), steps, make_rows(data[name]), config.eval_batch_size)
+                 for name in ("valid", "test")}
+  stats = {"vocabulary_size": len(vocab), "bucket_steps": list(steps),
+           **{name: split.stats for name, split in data.items()}}
+  return base.Task(
+      model=build_model(config, len(vocab)), loss=loss, summarize=summarize,
+      train_batches=train_batches, eval_splits=eval_splits,
+      examples_in=lambda batch: int(np.sum(batch["weights"])),
+      run_files={VOCABULARY_FILE: input_pipeline.vocabulary_file(vocab),
+                 DATA_STATS_FILE: (json.dumps(stats, indent=1, sort_keys=True)
+                                   + "\n").encode("utf-8")})
