@@ -17,7 +17,10 @@ fill a bucket's last batch). Training batches are shuffled anew each epoch
 from config.seed; each example is in exactly one batch per epoch.
 
 Metrics on 'validation' (as 'valid') and 'test': accuracy, loss (mean
-cross-entropy), examples. Run files in WORKDIR: vocabulary.txt (one token
+cross-entropy), examples, and with config.per_class_metrics
+precision/CLASS, recall/CLASS, f1/CLASS for CLASS in LABEL_NAMES and
+macro_f1 (`tasks.class_metrics`, from the confusion counts [2, 2] that the
+loss adds to its sums, padding rows excluded). Run files in WORKDIR: vocabulary.txt (one token
 per line, line k = id k) and data_stats.json (per split: examples, tokens,
 the unknown-word rate of the tokens the model reads and the fraction of
 examples truncated).
@@ -25,6 +28,7 @@ examples truncated).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import NamedTuple, Sequence
@@ -38,8 +42,10 @@ from corpora import sentiment as sentiment_data
 from models import classifier
 from models.checks import check_one_of
 from tasks import base
+from tasks import class_metrics
 
 SPLITS = {"train": "train", "valid": "validation", "test": "test"}
+LABEL_NAMES = ("negative", "positive")   # label 0, label 1
 VOCABULARY_FILE = "vocabulary.txt"
 DATA_STATS_FILE = "data_stats.json"
 
@@ -90,20 +96,30 @@ def make_rows(split: EncodedSplit):
 
 def loss(logits, batch):
   """logits [B, K] -> (cross-entropy averaged over the real rows, sums:
-  nll, correct, count)."""
+  nll, correct, count, and confusion [K, K] (gold x predicted counts))."""
   weights = batch["weights"]
   nll = optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"])
-  correct = (jnp.argmax(logits, -1) == batch["labels"]).astype(weights.dtype)
+  predicted = jnp.argmax(logits, -1)
+  correct = (predicted == batch["labels"]).astype(weights.dtype)
   count = jnp.sum(weights)
   total = jnp.sum(nll * weights)
   return total / jnp.maximum(count, 1.0), {
-      "nll": total, "correct": jnp.sum(correct * weights), "count": count}
+      "nll": total, "correct": jnp.sum(correct * weights), "count": count,
+      class_metrics.CONFUSION: class_metrics.confusion_counts(
+          batch["labels"], predicted, weights, logits.shape[-1])}
 
 
-def summarize(totals):
-  return {"accuracy": base.ratio(totals, "correct", "count"),
-          "loss": base.ratio(totals, "nll", "count"),
-          "examples": int(totals["count"])}
+def summarize(totals, per_class: bool = True):
+  """Totals of the loss's sums -> the metrics; per_class adds
+  precision/CLASS, recall/CLASS, f1/CLASS (CLASS in LABEL_NAMES) and
+  macro_f1."""
+  metrics = {"accuracy": base.ratio(totals, "correct", "count"),
+             "loss": base.ratio(totals, "nll", "count"),
+             "examples": int(totals["count"])}
+  if per_class and class_metrics.CONFUSION in totals:
+    metrics.update(class_metrics.metrics(totals[class_metrics.CONFUSION],
+                                         LABEL_NAMES))
+  return metrics
 
 
 def tokenized_splits(config) -> dict[str, tuple[list[list[str]], list[int]]]:
@@ -160,7 +176,9 @@ def build(config) -> base.Task:
   stats = {"vocabulary_size": len(vocab), "bucket_steps": list(steps),
            **{name: split.stats for name, split in data.items()}}
   return base.Task(
-      model=build_model(config, len(vocab)), loss=loss, summarize=summarize,
+      model=build_model(config, len(vocab)), loss=loss,
+      summarize=functools.partial(summarize,
+                                  per_class=config.get("per_class_metrics", True)),
       train_batches=train_batches, eval_splits=eval_splits,
       examples_in=lambda batch: int(np.sum(batch["weights"])),
       run_files={VOCABULARY_FILE: input_pipeline.vocabulary_file(vocab),

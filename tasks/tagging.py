@@ -6,10 +6,12 @@ most config.max_vocab_size ids; '<pad>' 0, '<unk>' 1) joined with a
 bidirectional RNN over its characters (`models.char_encoder`: the word's
 first config.max_word_len characters, embedded in config.char_embed_size,
 config.char_hidden_size units per direction; characters from the training
-split, case kept). A word-level (bi)RNN (config.cell, hidden_size,
-num_layers, bidirectional) and a dense layer give one tag per word
-(Plank et al. 2016). config.word_dropout replaces training words by
-'<unk>' at that rate.
+split, case kept). A word-level RNN (config.cell, hidden_size per
+direction, num_layers) reading the sentence in config.direction
+('bidirectional', 'forward' or 'backward'; Schuster & Paliwal 1997) and a
+dense layer give one tag per word (Plank et al. 2016); a forward net with
+config.output_delay = d tags word t from step t + d (`models.tagger`).
+config.word_dropout replaces training words by '<unk>' at that rate.
 
 Batches (B = batch, T = a bucket's padded words, from
 config.bucket_boundaries; W = the batch's longest word, rounded up to a
@@ -21,7 +23,10 @@ on padding rows). Sentences are never truncated.
 
 Metrics on 'validation' (as 'valid') and 'test': accuracy (per token),
 accuracy_unseen (tokens unseen in training), unseen_rate, loss, tokens,
-sentences. Run files in WORKDIR: vocabulary.txt, characters.txt, tags.txt
+sentences, and with config.per_class_metrics precision/TAG, recall/TAG,
+f1/TAG for every tag and macro_f1 (`tasks.class_metrics`, from the
+confusion counts [K, K] that the loss adds to its sums, padding excluded).
+Run files in WORKDIR: vocabulary.txt, characters.txt, tags.txt
 (one entry per line, line k = id k) and data_stats.json (per split:
 sentences, tokens, unknown-word and unseen-word rates, truncated-word rate).
 The tag set is the union of the tags in all three splits, sorted.
@@ -46,6 +51,7 @@ from models import char_encoder
 from models import tagger
 from models.checks import check_one_of
 from tasks import base
+from tasks import class_metrics
 
 SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 VOCABULARY_FILE = "vocabulary.txt"
@@ -126,30 +132,42 @@ def make_rows(sentences: Sequence[EncodedSentence], max_word_len: int):
 
 def loss(logits, batch):
   """logits [B, T, K] -> (cross-entropy averaged over the real tokens, sums:
-  nll, correct, tokens, correct_unseen, unseen, sentences). Padding steps
-  and padding rows count nowhere."""
+  nll, correct, tokens, correct_unseen, unseen, sentences, and confusion
+  [K, K] (gold x predicted tag counts)). Padding steps and padding rows count
+  nowhere."""
   batch_size, steps, num_tags = logits.shape
   mask = (base.step_mask(batch["lengths"], steps)
           & (batch["weights"] > 0)[:, None]).astype(jnp.float32)        # [B, T]
   nll = optax.softmax_cross_entropy_with_integer_labels(
       logits.reshape(batch_size * steps, num_tags),
       batch["tags"].reshape(batch_size * steps)).reshape(batch_size, steps)
-  correct = (jnp.argmax(logits, -1) == batch["tags"]).astype(jnp.float32)
+  predicted = jnp.argmax(logits, -1)
+  correct = (predicted == batch["tags"]).astype(jnp.float32)
   unseen = batch["unseen"].astype(jnp.float32) * mask
   tokens = jnp.sum(mask)
   total = jnp.sum(nll * mask)
   return total / jnp.maximum(tokens, 1.0), {
       "nll": total, "correct": jnp.sum(correct * mask), "tokens": tokens,
       "correct_unseen": jnp.sum(correct * unseen), "unseen": jnp.sum(unseen),
-      "sentences": jnp.sum(batch["weights"])}
+      "sentences": jnp.sum(batch["weights"]),
+      class_metrics.CONFUSION: class_metrics.confusion_counts(
+          batch["tags"], predicted, mask, num_tags)}
 
 
-def summarize(totals):
-  return {"accuracy": base.ratio(totals, "correct", "tokens"),
-          "accuracy_unseen": base.ratio(totals, "correct_unseen", "unseen"),
-          "unseen_rate": base.ratio(totals, "unseen", "tokens"),
-          "loss": base.ratio(totals, "nll", "tokens"),
-          "tokens": int(totals["tokens"]), "sentences": int(totals["sentences"])}
+def summarize(totals, tag_names: Sequence[str] | None = None,
+              per_class: bool = True):
+  """Totals of the loss's sums -> the metrics; per_class adds precision/TAG,
+  recall/TAG, f1/TAG (TAG from tag_names; None: the tag ids) and macro_f1."""
+  metrics = {"accuracy": base.ratio(totals, "correct", "tokens"),
+             "accuracy_unseen": base.ratio(totals, "correct_unseen", "unseen"),
+             "unseen_rate": base.ratio(totals, "unseen", "tokens"),
+             "loss": base.ratio(totals, "nll", "tokens"),
+             "tokens": int(totals["tokens"]), "sentences": int(totals["sentences"])}
+  if per_class and class_metrics.CONFUSION in totals:
+    confusion = totals[class_metrics.CONFUSION]
+    names = tag_names or [str(k) for k in range(len(confusion))]
+    metrics.update(class_metrics.metrics(confusion, names))
+  return metrics
 
 
 def read_splits(config) -> dict[str, list[ud.TaggedSentence]]:
@@ -173,8 +191,18 @@ def split_stats(sentences: Sequence[ud.TaggedSentence],
           "truncated_word_rate": long_words / max(tokens, 1)}
 
 
+def word_direction(config) -> str:
+  """config.direction; for a run's config from before that key, 'forward'
+  when its config.bidirectional is false, else 'bidirectional'."""
+  if "direction" in config:
+    return config.direction
+  return "bidirectional" if config.get("bidirectional", True) else "forward"
+
+
 def build_model(config, num_words: int, num_chars: int,
                 num_tags: int) -> tagger.WordCharTagger:
+  direction = word_direction(config)
+  check_one_of("direction", direction, tagger.DIRECTIONS)
   options = flax.core.FrozenDict(base.cell_options(config))
   return tagger.WordCharTagger(
       vocab_size=num_words, embed_size=config.embed_size,
@@ -182,10 +210,52 @@ def build_model(config, num_words: int, num_chars: int,
           vocab_size=num_chars, embed_size=config.char_embed_size,
           hidden_size=config.char_hidden_size, cell=config.cell,
           cell_options=options),
-      encoder=base.encoder(config, bidirectional=config.bidirectional,
+      encoder=base.encoder(config, bidirectional=direction == "bidirectional",
                            dropout_rate=config.dropout_rate, cell_options=options),
       num_outputs=num_tags, word_dropout=config.word_dropout,
-      unknown_id=input_pipeline.UNK_ID, padding_id=input_pipeline.PAD_ID)
+      unknown_id=input_pipeline.UNK_ID, padding_id=input_pipeline.PAD_ID,
+      direction=direction, output_delay=config.get("output_delay", 0))
+
+
+class ParameterCounts(NamedTuple):
+  """Parameters of a tagger. total: all of them; word_level: the word-level
+  RNN, the output layer and the end input of a delayed net, the part whose
+  size the direction and hidden_size change (the word embeddings and the
+  character encoder are the same in every direction)."""
+  total: int
+  word_level: int
+
+
+WORD_LEVEL_PARAMS = ("encoder", "head", "end_input")
+
+
+def count_parameters(params) -> ParameterCounts:
+  """A tagger's params (arrays or shapes) -> ParameterCounts."""
+  def size(tree):
+    return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(tree))
+  return ParameterCounts(
+      total=size(params),
+      word_level=sum(size(params[k]) for k in WORD_LEVEL_PARAMS if k in params))
+
+
+def model_parameter_counts(config, num_words: int, num_chars: int,
+                           num_tags: int) -> ParameterCounts:
+  """The counts of the model `config` describes, for vocabularies of these
+  sizes (no data read; shapes only, nothing is initialised)."""
+  model = build_model(config, num_words, num_chars, num_tags)
+  ids = jnp.ones((1, 2), jnp.int32)
+  shapes = jax.eval_shape(lambda: model.init(
+      jax.random.PRNGKey(0), ids, jnp.array([2]), jnp.ones((1, 2, 3), jnp.int32),
+      jnp.array([[3, 3]]))["params"])
+  return count_parameters(shapes)
+
+
+def parameter_counts(config) -> ParameterCounts:
+  """The counts of `config`'s model on its treebank (reads the data to size
+  the vocabularies, as a run would)."""
+  task = build(config)
+  shapes = jax.eval_shape(task.init_params, jax.random.PRNGKey(0), task.first_batch())
+  return count_parameters(shapes)
 
 
 def _one_per_line(vocab: input_pipeline.Vocabulary) -> bytes:
@@ -226,7 +296,10 @@ def build(config) -> TaggingTask:
               for name in data}}
   return TaggingTask(
       model=build_model(config, len(words), len(chars), len(tags)),
-      loss=loss, summarize=summarize, train_batches=train_batches,
+      loss=loss, summarize=functools.partial(
+          summarize, tag_names=tuple(tags.tokens),
+          per_class=config.get("per_class_metrics", True)),
+      train_batches=train_batches,
       eval_splits=eval_splits,
       examples_in=lambda batch: int(np.sum(batch["weights"])),
       run_files={VOCABULARY_FILE: _one_per_line(words),

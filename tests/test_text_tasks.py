@@ -1,7 +1,8 @@
 """Sentiment (N -> 1) and tagging (N -> N) on text: vocabularies, length
 buckets (every example once per epoch, resumable, deterministic), pooling and
 losses that ignore padding, character word vectors independent of padding,
-and the tasks built from monkeypatched readers."""
+per-class precision and recall from confusion counts, the tasks built from
+monkeypatched readers, and the evaluate and confusion tools on a tiny run."""
 
 import json
 
@@ -9,17 +10,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl import flags
 
 import input_pipeline
 import train
 from corpora import sentiment as sentiment_data
 from corpora import ud
+from experiments import confusion as confusion_tool
+from experiments import evaluate as evaluate_tool
 from experiments.configs import rules
 from experiments.configs import sentiment as sentiment_config
 from experiments.configs import tagging as tagging_config
 from models import char_encoder
 from models import classifier
 from models import layers
+from tasks import class_metrics
 from tasks import sentiment
 from tasks import tagging
 
@@ -145,8 +150,17 @@ def test_sentiment_loss_ignores_padding_rows():
   other_logits = logits.at[2].set(jnp.array([-9.0, 9.0]))
   value2, sums2 = sentiment.loss(other_logits, {**batch, "labels": jnp.array([0, 1, 1])})
   assert float(value) == pytest.approx(float(value2))
-  assert {k: float(v) for k, v in sums.items()} == {k: float(v) for k, v in sums2.items()}
+  assert sums.keys() == sums2.keys()
+  for key in sums:
+    np.testing.assert_array_equal(sums[key], sums2[key], err_msg=key)
   assert float(sums["count"]) == 2 and float(sums["correct"]) == 1
+  # gold 0 predicted 0, gold 1 predicted 0; the padding row nowhere.
+  np.testing.assert_array_equal(sums["confusion"], [[1, 0], [1, 0]])
+  metrics = sentiment.summarize(jax.device_get(sums))
+  assert metrics["precision/negative"] == 0.5 and metrics["recall/negative"] == 1.0
+  assert metrics["precision/positive"] == 0.0 and metrics["recall/positive"] == 0.0
+  assert "precision/negative" not in sentiment.summarize(jax.device_get(sums),
+                                                         per_class=False)
 
 
 def tagging_batch():
@@ -165,11 +179,43 @@ def test_tagging_loss_ignores_padding_steps_and_rows():
   value2, sums2 = tagging.loss(messy_logits, messy)
   assert float(value) == pytest.approx(float(value2), rel=1e-6)
   for key in sums:
-    assert float(sums[key]) == pytest.approx(float(sums2[key])), key
+    np.testing.assert_allclose(sums[key], sums2[key], rtol=1e-6, err_msg=key)
   assert float(sums["tokens"]) == 5 and float(sums["unseen"]) == 2
   predicted = jnp.argmax(logits, -1)
   hits = [(predicted[0, 0] == 1), (predicted[1, 1] == 0)]
   assert float(sums["correct_unseen"]) == sum(float(h) for h in hits)
+  # The confusion counts, by a loop over the real tokens.
+  expected = np.zeros((3, 3))
+  for b, length in enumerate([2, 3]):
+    for t in range(length):
+      expected[int(batch["tags"][b, t]), int(predicted[b, t])] += 1
+  np.testing.assert_array_equal(sums["confusion"], expected)
+  assert float(np.trace(expected)) == float(sums["correct"])
+
+
+def test_per_class_precision_recall_f1():
+  #              predicted: A  B  C        gold:
+  matrix = np.array([[3, 1, 0],          # A: 4
+                     [2, 2, 0],          # B: 4
+                     [0, 0, 0]])         # C: none, never predicted
+  numbers = class_metrics.per_class(matrix)
+  np.testing.assert_allclose(numbers.precision, [3 / 5, 2 / 3, 0])
+  np.testing.assert_allclose(numbers.recall, [3 / 4, 2 / 4, 0])
+  np.testing.assert_allclose(numbers.f1[0], 2 * 0.6 * 0.75 / 1.35)
+  metrics = class_metrics.metrics(matrix, ["A", "B", "C"])
+  assert metrics["precision/B"] == pytest.approx(2 / 3)
+  assert metrics["recall/C"] == 0.0
+  assert metrics["macro_f1"] == pytest.approx((numbers.f1[0] + numbers.f1[1]) / 2)
+  assert all(isinstance(v, float) for v in metrics.values())
+  np.testing.assert_allclose(class_metrics.row_normalised(matrix),
+                             [[0.75, 0.25, 0], [0.5, 0.5, 0], [0, 0, 0]])
+  table = class_metrics.markdown_table(matrix, ["A", "B", "C"])
+  assert "| A | 4 | 5 | 0.6000 | 0.7500 |" in table
+  assert "| micro (accuracy) | 8 | 8 | 0.6250 |" in table
+  with pytest.raises(ValueError, match="names"):
+    class_metrics.metrics(matrix, ["A", "B"])
+  with pytest.raises(ValueError, match="confusion"):
+    class_metrics.per_class(np.zeros((2, 3)))
 
 
 def test_character_word_vector_does_not_depend_on_padding():
@@ -240,6 +286,8 @@ def test_sentiment_trains_and_writes_its_vocabulary(fake_reviews, tmp_path):
                                   log_every_steps=2, progress_bar=False)
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary["metrics"]["test"]["examples"] == 3
+  assert {"precision/negative", "recall/positive", "macro_f1"} <= set(
+      summary["metrics"]["test"])
   assert sentiment.run_vocabulary(str(tmp_path)).tokens[:2] == ["<pad>", "<unk>"]
 
 
@@ -285,11 +333,67 @@ def test_tagging_task_unseen_words_chars_and_tags(fake_treebank):
   assert long_word["unseen"][0, 0]
 
 
-def test_tagging_trains_and_reports_unseen_accuracy(fake_treebank, tmp_path):
+TAGS = ["ADV", "DET", "NOUN", "PUNCT", "VERB"]
+
+
+def test_tagging_trains_and_reports_unseen_accuracy_and_per_tag_metrics(
+    fake_treebank, tmp_path, capsys):
   config = small_tagging_config(num_train_steps=4, eval_every_steps=2,
-                                log_every_steps=2, progress_bar=False)
+                                log_every_steps=2, progress_bar=False,
+                                direction="forward", output_delay=1)
   summary = train.train_and_evaluate(config, str(tmp_path))
   test = summary["metrics"]["test"]
   assert test["tokens"] == 5 and test["sentences"] == 2
   assert 0.0 <= test["accuracy_unseen"] <= 1.0
   assert (tmp_path / "characters.txt").exists()
+  assert {f"{m}/{tag}" for m in ("precision", "recall", "f1") for tag in TAGS} <= set(test)
+  for line in (tmp_path / "metrics.jsonl").read_text().splitlines():
+    assert all(not isinstance(v, (dict, list)) for v in json.loads(line).values())
+
+  # experiments.evaluate re-evaluates the run to the same metrics.
+  capsys.readouterr()
+  evaluate_tool.evaluate(str(tmp_path), {})
+  records = [json.loads(line) for line in
+             (tmp_path / "evaluations.jsonl").read_text().splitlines()]
+  evaluated = {r["split"]: r for r in records}
+  assert evaluated["test"]["precision/NOUN"] == pytest.approx(test["precision/NOUN"])
+  assert evaluated["test"]["accuracy"] == pytest.approx(test["accuracy"])
+
+  # experiments.confusion: the matrix, the table, the PNG.
+  out = tmp_path / "confusion.png"
+  capsys.readouterr()
+  result = confusion_tool.run(str(tmp_path), "test", None, False, str(out))
+  assert result.names == TAGS and result.matrix.shape == (5, 5)
+  assert result.matrix.sum() == 5
+  assert np.trace(result.matrix) / 5 == pytest.approx(test["accuracy"])
+  assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  printed = capsys.readouterr().out
+  assert printed.startswith("| class | gold | predicted | precision | recall | F1 |")
+  assert "| NOUN | 1 |" in printed
+
+  # Its user errors: one line, naming the flag or file.
+  def errors(*argv):
+    flag_values = flags.FlagValues()
+    confusion_tool.define_flags(flag_values)
+    flag_values(["confusion", *argv])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+      confusion_tool.run_flags(["confusion"], flag_values)
+    return exit_.value.code, capsys.readouterr().err.splitlines()
+  assert errors(f"--workdir={tmp_path}", "--split=train") == (
+      2, ["error: --split: unknown split 'train'; known splits are ['valid', 'test']"])
+  assert errors(f"--workdir={tmp_path}", "--best", "--step=4") == (
+      2, ["error: --step: give --step or --best, not both"])
+  assert errors("--workdir=") == (
+      2, ["error: --workdir: empty; give a directory (--workdir=. for the current one)"])
+  assert errors(f"--workdir={tmp_path}", f"--out={tmp_path}/no/c.png") == (
+      1, [f"error: {tmp_path}/no: No such directory for --out"])
+  assert errors(f"--workdir={tmp_path / 'none'}") == (
+      2, [f"error: workdir: {tmp_path / 'none'} has no config.json (is it a "
+          f"training workdir?)"])
+  other = tmp_path / "other"
+  other.mkdir()
+  (other / "config.json").write_text('{"task": "adding"}')
+  assert errors(f"--workdir={other}") == (
+      2, [f"error: --workdir: {other} is a run of task 'adding'; this tool "
+          f"reads tagging and sentiment runs"])

@@ -29,8 +29,10 @@ from corpora import sentiment as sentiment_corpus
 from corpora import ud as ud_corpus
 from experiments.configs import nmt as nmt_config
 from experiments.configs import ptb as ptb_config
+from experiments.configs import tagging as tagging_config
 from models import classifier
 from models import seq2seq
+from models import tagger
 from models import tree_parser
 from tasks import listops as listops_task
 from tasks import parse as parse_task
@@ -255,6 +257,8 @@ RULES: dict[str, Rule] = {
     "unroll": _count(1),
     "learn_initial_state": _flag(),
     "bidirectional": _flag(),
+    "direction": Rule(str, choices=tagger.DIRECTIONS),
+    "output_delay": _count(hint="steps the output lags its word; forward only"),
     "attention": Rule(str, choices=seq2seq.ATTENTIONS),
     "input_feeding": _flag(),
     "bridge": Rule(str, choices=("", *seq2seq.BRIDGES),
@@ -303,6 +307,7 @@ RULES: dict[str, Rule] = {
     "max_checkpoints_to_keep": _count(1, hint="a rerun resumes from the latest "
                                       "checkpoint"),
     "best_metric": Rule(str, check=check_best_metric),
+    "per_class_metrics": _flag(),
     "progress_bar": _flag(),
 }
 
@@ -333,6 +338,8 @@ TASK_RULES: dict[str, dict[str, Rule]] = {
     },
     "tagging": {
         "dataset": Rule(str, choices=tuple(ud_corpus.TREEBANKS), noun="treebank"),
+        "variant": Rule(str, choices=tuple(tagging_config.config_args()),
+                        noun="tagging config"),
     },
 }
 
@@ -383,6 +390,14 @@ def _dot_attention_unidirectional(config) -> None:
                       "or 'bahdanau' with bidirectional=True")
 
 
+def _output_delay_forward_only(config) -> None:
+  if config.get("output_delay") and config.get("direction") != "forward":
+    raise ConfigError("output_delay", f"output_delay: only for "
+                      f"direction='forward', got direction="
+                      f"{config.get('direction')!r} with output_delay="
+                      f"{config.output_delay}")
+
+
 def _tied_embeddings_match_hidden(config) -> None:
   if config.get("tie_embeddings") and "hidden_size" in config:
     embed_size = config.get("embed_size") or config.hidden_size
@@ -399,6 +414,7 @@ RELATIONS: tuple[Callable[[Any], None], ...] = (
     _input_feeding_with_luong_attention,
     _dot_attention_unidirectional,
     _tied_embeddings_match_hidden,
+    _output_delay_forward_only,
 )
 
 

@@ -65,4 +65,5 @@ def get_config(arg: str | None = None):
   config.log_every_steps = 50
   config.eval_batch_size = 128
   config.best_metric = "valid/accuracy:max"
+  config.per_class_metrics = True  # precision/CLASS, recall/CLASS, f1/CLASS, macro_f1
   return config
