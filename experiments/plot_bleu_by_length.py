@@ -4,7 +4,7 @@ experiments/nmt.py writes.
 
   python -m experiments.plot_bleu_by_length \
       --workdirs=workdirs/nmt_encdec,workdirs/nmt_encdec_rev,workdirs/nmt_attention \
-      --out=docs/nmt_bleu_by_length.png
+      --out=docs/results/nmt_bleu_by_length.png
 
 Plots BLEU and chrF side by side and prints both as Markdown tables (per run
 and decoding: the whole split's score and the score per length bucket).
@@ -26,16 +26,26 @@ import os
 import numpy as np
 from absl import app, flags
 
-flags.DEFINE_list("workdirs", None, "Workdirs holding bleu_<split>.json.",
-                  required=True)
-flags.DEFINE_string("split", "test", "Which bleu_<split>.json to read.")
-flags.DEFINE_string("out", "docs/nmt_bleu_by_length.png", "The PNG to write.")
-flags.DEFINE_string("decode", "beam5", "Decoding to plot (greedy, beam5, ...); "
-                    "both are in the table.")
-flags.DEFINE_integer("bootstrap", 1000, "Resamples for the robustness-to-length "
-                     "table (0: skip it).")
-flags.DEFINE_string("short_words", "3-9", "Short sources, in words (low-high).")
-flags.DEFINE_string("long_words", "10-50", "Long sources, in words (low-high).")
+from experiments import cli
+
+
+
+def define_flags() -> None:
+  """The command's flags (defined when it runs, so importing this module for
+  its functions defines none)."""
+  flags.DEFINE_list("workdirs", None, "Workdirs holding bleu_<split>.json.",
+                    required=True)
+  flags.DEFINE_string("split", "test", "Which bleu_<split>.json to read.")
+  flags.DEFINE_string("out", "docs/results/nmt_bleu_by_length.png",
+                      "The PNG to write.")
+  flags.DEFINE_string("decode", "beam5", "Decoding to plot (greedy, beam5, "
+                      "...); both are in the table.")
+  flags.DEFINE_integer("bootstrap", 1000, "Resamples for the robustness-to-"
+                       "length table (0: skip it).")
+  flags.DEFINE_string("short_words", "3-9", "Short sources, in words (low-high).")
+  flags.DEFINE_string("long_words", "10-50", "Long sources, in words (low-high).")
+  cli.define_debug_flag()
+
 
 LABELS = {"encdec": "RNNencdec (no attention)",
           "encdec_rev": "RNNencdec, source reversed",
@@ -207,8 +217,14 @@ def robustness_of(workdirs, reports, split: str, decode: str, **kwargs) -> dict:
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
+  with cli.user_errors_exit(f.debug):
+    run(f)
+
+
+def run(f) -> None:
   reports = [read(w, f.split) for w in f.workdirs]
   plot(reports, f.decode, f.out)
   print(markdown(reports))
@@ -223,4 +239,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  define_flags()
+  app.run(main, flags_parser=cli.parse_flags)
