@@ -13,14 +13,19 @@ take instead of scanning `step`:
       The input half of every gate for all time steps at once: one large matmul,
       hoisted out of the recurrence. Biases that sit outside the recurrent
       matmul are added here.
-  step(params, state, gx_t[B, G*H])         -> (state, y_t[B, H])
+  step(params, state, gx_t[B, G*H], recurrent_mask=None)
+                                            -> (state, y_t[B, H])
       One time step; only `h @ w_hh` and the elementwise gate work happen here.
-  fused(params, xs[T, B, I], mask[T, B] | None, initial_state, unroll)
-                                            -> (ys[T, B, H], final_state)
+      recurrent_mask [B, H] (only passed to cells whose
+      `supports_recurrent_mask` is True): a variational dropout mask that
+      multiplies h wherever h enters a recurrent matmul, see below.
+  fused(params, xs[T, B, I], mask[T, B] | None, initial_state, unroll,
+        recurrent_mask=None)                -> (ys[T, B, H], final_state)
       Or None. The whole recurrence, time-major, with a hand-written
       backward pass (`models.fused`). mask is bool, True on real
       steps; on the others the state is held and the output is zero. unroll:
-      scan steps per loop iteration. Set by `lstm()` and `gru(reset_after=True)`.
+      scan steps per loop iteration. recurrent_mask [B, H] as in `step`.
+      Set by `lstm()` and `gru(reset_after=True)`.
   cudnn(params, xs[B, T, I], lengths[B] | None, initial_state)
                                             -> (ys[B, T, H], final_state)
       Or None. The whole recurrence as one cuDNN call
@@ -31,6 +36,20 @@ take instead of scanning `step`:
       `models.unroll` can check params before tracing; None: read from
       `jax.eval_shape` of `init`. Every cell's params hold `w_ih [I, ...]`
       and `w_hh [H, ...]`, from which I and H are read.
+  supports_recurrent_mask: bool, default False. True: `step` (and `fused`,
+      where set) take the keyword `recurrent_mask`; `models.unroll` passes it
+      only when a mask is given, so cells written for the three-argument
+      `step` keep working, and refuses a recurrent mask for a cell without
+      support rather than ignoring it. Every cell here supports it.
+
+Variational (recurrent) dropout, Gal & Ghahramani 2016: one mask per sequence
+m_h [B, H] (values 0 or 1 / keep probability), the same at every step,
+multiplies h_{t-1} wherever it is the input of a weight matrix, and nowhere
+else: not in the GRU's interpolation (1 - z) * n + z * h, not the LSTM's
+memory c, not the carried state or the outputs. In the original GRU form the
+masked h is what the reset gate scales, (r * (h * m_h)) W_hn, as in the
+paper's GRU. The input mask m_x [B, I] needs nothing from the cell:
+`models.unroll` multiplies the inputs by it before `project`.
 
 Layouts follow PyTorch's gate order on purpose so weights port both ways
 (`models.convert`), transposed so that matmuls read `x @ w`:
@@ -92,10 +111,11 @@ class Cell(NamedTuple):
   init: Callable[..., Params]
   initial_state: Callable[..., Any]
   project: Callable[[Params, jax.Array], jax.Array]
-  step: Callable[[Params, Any, jax.Array], tuple[Any, jax.Array]]
+  step: Callable[..., tuple[Any, jax.Array]]
   fused: FusedFn | None = None
   cudnn: CudnnFn | None = None
   param_shapes: ParamShapesFn | None = None
+  supports_recurrent_mask: bool = False
 
 
 def expected_param_shapes(cell: Cell, input_size: int,
@@ -162,6 +182,14 @@ def _zeros_state(batch: int, hidden_size: int, dtype=jnp.float32):
   return jnp.zeros((batch, hidden_size), dtype)
 
 
+def _dropped(h: jax.Array, recurrent_mask: jax.Array | None) -> jax.Array:
+  """h [B, H] as it enters a recurrent matmul: times the variational mask
+  [B, H] (cast to h's dtype) where one is given, else h itself."""
+  if recurrent_mask is None:
+    return h
+  return h * recurrent_mask.astype(h.dtype)
+
+
 # ----------------------------------------------------------------------------
 # Elman RNN.
 
@@ -180,13 +208,13 @@ def elman(activation: str = "tanh") -> Cell:
   def initial_state(batch, hidden_size, dtype=jnp.float32):
     return HiddenState(_zeros_state(batch, hidden_size, dtype))
 
-  def step(params, state, gx_t):
-    h = act(gx_t + state.h @ params["w_hh"])
+  def step(params, state, gx_t, recurrent_mask=None):
+    h = act(gx_t + _dropped(state.h, recurrent_mask) @ params["w_hh"])
     return HiddenState(h), h
 
   return Cell(f"rnn_{activation}", 1, init, initial_state,
               functools.partial(_project, bias_key="b"), step,
-              param_shapes=_shapes(1, "b"))
+              param_shapes=_shapes(1, "b"), supports_recurrent_mask=True)
 
 
 # ----------------------------------------------------------------------------
@@ -213,8 +241,8 @@ def lstm(forget_bias: float = 1.0) -> Cell:
     return LSTMState(_zeros_state(batch, hidden_size, dtype),
                      _zeros_state(batch, hidden_size, dtype))
 
-  def step(params, state, gx_t):
-    z = gx_t + state.h @ params["w_hh"]
+  def step(params, state, gx_t, recurrent_mask=None):
+    z = gx_t + _dropped(state.h, recurrent_mask) @ params["w_hh"]
     i, f, g, o = jnp.split(z, 4, axis=-1)
     c = jax.nn.sigmoid(f) * state.c + jax.nn.sigmoid(i) * jnp.tanh(g)
     h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -223,14 +251,18 @@ def lstm(forget_bias: float = 1.0) -> Cell:
   return Cell("lstm", 4, init, initial_state,
               functools.partial(_project, bias_key="b"), step,
               fused=_lstm_fused, cudnn=_lstm_cudnn,
-              param_shapes=_shapes(4, "b"))
+              param_shapes=_shapes(4, "b"), supports_recurrent_mask=True)
 
 
 def _lstm_fused(params: Params, xs: jax.Array, mask: jax.Array | None,
-                state: LSTMState, unroll: int) -> tuple[jax.Array, LSTMState]:
-  """`Cell.fused` of the LSTM: xs [T, B, I] -> ys [T, B, H], final state."""
+                state: LSTMState, unroll: int,
+                recurrent_mask: jax.Array | None = None
+                ) -> tuple[jax.Array, LSTMState]:
+  """`Cell.fused` of the LSTM: xs [T, B, I] -> ys [T, B, H], final state;
+  recurrent_mask [B, H] or None."""
   ys, h, c = fused_lib.lstm(params["w_ih"], params["b"], params["w_hh"], xs,
-                            mask, state.h, state.c, unroll=unroll)
+                            mask, state.h, state.c, unroll=unroll,
+                            recurrent_mask=recurrent_mask)
   return ys, LSTMState(h, c)
 
 
@@ -258,9 +290,9 @@ def gru(reset_after: bool = True) -> Cell:
   def initial_state(batch, hidden_size, dtype=jnp.float32):
     return HiddenState(_zeros_state(batch, hidden_size, dtype))
 
-  def step_reset_after(params, state, gx_t):
+  def step_reset_after(params, state, gx_t, recurrent_mask=None):
     h = state.h
-    gh = h @ params["w_hh"] + params["b_hh"][None, :]
+    gh = _dropped(h, recurrent_mask) @ params["w_hh"] + params["b_hh"][None, :]
     x_r, x_z, x_n = jnp.split(gx_t, 3, axis=-1)
     h_r, h_z, h_n = jnp.split(gh, 3, axis=-1)
     r = jax.nn.sigmoid(x_r + h_r)
@@ -269,16 +301,17 @@ def gru(reset_after: bool = True) -> Cell:
     h = (1.0 - z) * n + z * h
     return HiddenState(h), h
 
-  def step_reset_before(params, state, gx_t):
+  def step_reset_before(params, state, gx_t, recurrent_mask=None):
     h = state.h
     hidden = h.shape[-1]
     w_hh, b_hh = params["w_hh"], params["b_hh"]
-    gh_rz = h @ w_hh[:, :2 * hidden] + b_hh[None, :2 * hidden]
+    h_in = _dropped(h, recurrent_mask)  # both matmuls read the masked h
+    gh_rz = h_in @ w_hh[:, :2 * hidden] + b_hh[None, :2 * hidden]
     x_r, x_z, x_n = jnp.split(gx_t, 3, axis=-1)
     h_r, h_z = jnp.split(gh_rz, 2, axis=-1)
     r = jax.nn.sigmoid(x_r + h_r)
     z = jax.nn.sigmoid(x_z + h_z)
-    n = jnp.tanh(x_n + (r * h) @ w_hh[:, 2 * hidden:] + b_hh[None, 2 * hidden:])
+    n = jnp.tanh(x_n + (r * h_in) @ w_hh[:, 2 * hidden:] + b_hh[None, 2 * hidden:])
     h = (1.0 - z) * n + z * h
     return HiddenState(h), h
 
@@ -286,17 +319,22 @@ def gru(reset_after: bool = True) -> Cell:
   shapes = _shapes(3, "b_ih", "b_hh")
   if reset_after:
     return Cell("gru", 3, init, initial_state, project, step_reset_after,
-                fused=_gru_fused, param_shapes=shapes)
+                fused=_gru_fused, param_shapes=shapes,
+                supports_recurrent_mask=True)
   return Cell("gru_original", 3, init, initial_state, project,
-              step_reset_before, param_shapes=shapes)
+              step_reset_before, param_shapes=shapes,
+              supports_recurrent_mask=True)
 
 
 def _gru_fused(params: Params, xs: jax.Array, mask: jax.Array | None,
-               state: HiddenState, unroll: int) -> tuple[jax.Array, HiddenState]:
+               state: HiddenState, unroll: int,
+               recurrent_mask: jax.Array | None = None
+               ) -> tuple[jax.Array, HiddenState]:
   """`Cell.fused` of the reset_after GRU: xs [T, B, I] -> ys [T, B, H], final
-  state."""
+  state; recurrent_mask [B, H] or None."""
   ys, h = fused_lib.gru(params["w_ih"], params["b_ih"], params["w_hh"],
-                        params["b_hh"], xs, mask, state.h, unroll=unroll)
+                        params["b_hh"], xs, mask, state.h, unroll=unroll,
+                        recurrent_mask=recurrent_mask)
   return ys, HiddenState(h)
 
 

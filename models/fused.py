@@ -40,9 +40,19 @@ has the measurements):
    weight gradients are one matmul per saved array (`_gram`), never a
    concatenation; the LSTM keeps one [T, B, 4H] array and the GRU three,
    the faster forms of `python -m tools.perf.grad_matmuls`.
+9. A variational recurrent mask m [B, H] (Gal & Ghahramani 2016), the same at
+   every step, multiplies h only where it enters h W_hh; the carried state,
+   the GRU's interpolation and the outputs use the unmasked h. The backward
+   scan multiplies dG_t @ W_hh^T by m, dW_hh is taken from the masked states,
+   and the mask's own gradient sum_t h_{t-1} * (dG_t @ W_hh^T) is accumulated
+   in the backward loop (XLA drops it when the mask is not differentiated).
+   Without a mask (None) the code is exactly the unmasked one: every mask
+   operation is chosen in Python, none is traced. An input mask needs no
+   support here: being constant over time, the caller multiplies xs by it.
 
 Shapes: T = time, B = batch, I = inputs, H = hidden, G = gates (4 LSTM, 3
-GRU). Inputs are time-major: xs [T, B, I], mask [T, B] bool or None.
+GRU). Inputs are time-major: xs [T, B, I], mask [T, B] bool or None,
+recurrent_mask [B, H] or None.
 """
 
 from __future__ import annotations
@@ -69,6 +79,12 @@ def _masked(keep, new, old):
 
 def _zero_masked(keep, value):
   return value if keep is None else jnp.where(keep, value, jnp.zeros_like(value))
+
+
+def _dropped(h, recurrent_mask):
+  """h as it enters the recurrent matmul: times the recurrent mask, if any
+  (point 9); h and the mask of the same layout ([B, H] or [H, B])."""
+  return h if recurrent_mask is None else h * recurrent_mask
 
 
 def _sigmoid_scale(hidden: int, pattern: str, dtype) -> jax.Array:
@@ -171,9 +187,9 @@ def _lstm_update(z, c, scale, offset, axis: int):
   return (i, f, g, o), c_new, o * jnp.tanh(c_new)
 
 
-def _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll):
+def _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, rmask, unroll):
   """The forward pass of a training step: batch-major, saving per step what
-  the backward pass needs.
+  the backward pass needs. rmask: the recurrent mask [B, H] or None.
 
   Returns ys [T, B, H], the final h and c [B, H], and the saved arrays
   (ys, gates [T, B, 4H], c entering each step [T, B, H], and with a mask
@@ -188,7 +204,7 @@ def _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll):
     h, c = carry
     x_t, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
-    z = x_t @ w_ih_s + h @ w_hh_s + b_s                         # [B, 4H]
+    z = x_t @ w_ih_s + _dropped(h, rmask) @ w_hh_s + b_s        # [B, 4H]
     gates, c_new, h_new = _lstm_update(z, c, scale[None, :], offset[None, :],
                                        axis=-1)
     y = _zero_masked(keep, h_new)
@@ -203,18 +219,19 @@ def _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll):
   return saved[0], h, c, saved
 
 
-def _lstm_primal(w_ih, b, w_hh, xs, mask, h0, c0, unroll):
+def _lstm_primal(w_ih, b, w_hh, xs, mask, h0, c0, rmask, unroll):
   """The LSTM forward pass alone, feature-major (point 6 above)."""
   hidden = h0.shape[-1]
   scale = _sigmoid_scale(hidden, "ssts", xs.dtype)[:, None]      # [4H, 1]
   offset = jnp.where(scale == 0.5, 0.5, 0.0).astype(xs.dtype)
   w_ih_t, w_hh_t, b_t = w_ih.T * scale, w_hh.T * scale, b[:, None] * scale
+  rmask_t = None if rmask is None else rmask.T                   # [H, B]
 
   def body(carry, inputs):
     h, c = carry                                                 # [H, B]
     x_t, real_t = inputs                                         # [I, B]
     keep = None if real_t is None else real_t[None, :]
-    z = w_ih_t @ x_t + w_hh_t @ h + b_t                          # [4H, B]
+    z = w_ih_t @ x_t + w_hh_t @ _dropped(h, rmask_t) + b_t       # [4H, B]
     _, c_new, h_new = _lstm_update(z, c, scale, offset, axis=0)
     return ((_masked(keep, h_new, h), _masked(keep, c_new, c)),
             _zero_masked(keep, h_new))
@@ -223,20 +240,21 @@ def _lstm_primal(w_ih, b, w_hh, xs, mask, h0, c0, unroll):
   return ys, h, c
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
-def _lstm(w_ih, b, w_hh, xs, mask, h0, c0, unroll):
-  return _lstm_primal(w_ih, b, w_hh, xs, mask, h0, c0,
+@functools.partial(jax.custom_vjp, nondiff_argnums=(8,))
+def _lstm(w_ih, b, w_hh, xs, mask, h0, c0, rmask, unroll):
+  return _lstm_primal(w_ih, b, w_hh, xs, mask, h0, c0, rmask,
                       max(unroll, PRIMAL_MIN_UNROLL))
 
 
-def _lstm_fwd(w_ih, b, w_hh, xs, mask, h0, c0, unroll):
-  ys, h, c, saved = _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, unroll)
-  return (ys, h, c), (w_ih, w_hh, xs, mask, h0, saved)
+def _lstm_fwd(w_ih, b, w_hh, xs, mask, h0, c0, rmask, unroll):
+  ys, h, c, saved = _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, rmask,
+                                  unroll)
+  return (ys, h, c), (w_ih, w_hh, xs, mask, h0, rmask, saved)
 
 
 def _lstm_bwd(unroll, residuals, cotangents):
   del unroll  # the backward scan advances one step per iteration (point 8)
-  w_ih, w_hh, xs, mask, h0, (ys, gates, c_prevs, *held) = residuals
+  w_ih, w_hh, xs, mask, h0, rmask, (ys, gates, c_prevs, *held) = residuals
   d_ys, d_h, d_c = cotangents
   steps, _, hidden = d_ys.shape
   w_hh_t = w_hh.T
@@ -244,9 +262,9 @@ def _lstm_bwd(unroll, residuals, cotangents):
   def body(carry, inputs):
     # gates: step t's [B, 4H] (i, f, g, o); buffer: the saved gates
     # [T, B, 4H], overwritten with their gradients from step T - 1 down to
-    # t + 1.
-    dh, dc, gates, buffer = carry
-    t, dy, c_prev, real_t = inputs
+    # t + 1; d_rmask (with a recurrent mask): its gradient so far.
+    dh, dc, gates, buffer, *d_rmask = carry
+    t, dy, c_prev, real_t, *h_prev_t = inputs
     i, f, g, o = jnp.split(gates, 4, axis=-1)
     keep = None if real_t is None else real_t[:, None]
     dy = _zero_masked(keep, dy)
@@ -258,18 +276,30 @@ def _lstm_bwd(unroll, residuals, cotangents):
         dc_total * c_prev * f * (1.0 - f),
         dc_total * i * (1.0 - g * g),
         dh_total * tc * o * (1.0 - o)], axis=-1))              # [B, 4H]
-    dh_prev = _masked(keep, d_gates @ w_hh_t, dh)
+    d_dropped = d_gates @ w_hh_t                               # [B, H]
+    if rmask is not None:  # point 9
+      d_rmask = (d_rmask[0] + h_prev_t[0] * d_dropped,)
+      d_dropped = d_dropped * rmask
+    dh_prev = _masked(keep, d_dropped, dh)
     dc_prev = _masked(keep, dc_total * f, dc)
     (buffer,), (gates,) = _overwrite_step((buffer,), t, (d_gates,))
-    return (dh_prev, dc_prev, gates, buffer), None
+    return (dh_prev, dc_prev, gates, buffer, *d_rmask), None
 
-  (dh0, dc0, _, d_gx), _ = jax.lax.scan(
-      body, (d_h, d_c, gates[-1], gates),
-      (jnp.arange(steps), d_ys, c_prevs, mask), reverse=True)
-  h_prev = _previous(h0, held[0] if held else ys)             # [T, B, H]
+  if rmask is None:
+    (dh0, dc0, _, d_gx), _ = jax.lax.scan(
+        body, (d_h, d_c, gates[-1], gates),
+        (jnp.arange(steps), d_ys, c_prevs, mask), reverse=True)
+    h_prev = _previous(h0, held[0] if held else ys)           # [T, B, H]
+    d_rmask = None
+  else:
+    h_prev = _previous(h0, held[0] if held else ys)
+    (dh0, dc0, _, d_gx, d_rmask), _ = jax.lax.scan(
+        body, (d_h, d_c, gates[-1], gates, jnp.zeros_like(rmask)),
+        (jnp.arange(steps), d_ys, c_prevs, mask, h_prev), reverse=True)
+    h_prev = h_prev * rmask[None]                             # [T, B, H]
   d_w_hh = _gram(h_prev.reshape(-1, hidden), (d_gx,))
   d_w_ih, d_b, d_xs = _input_grads(xs, w_ih, (d_gx,))
-  return d_w_ih, d_b, d_w_hh, d_xs, None, dh0, dc0
+  return d_w_ih, d_b, d_w_hh, d_xs, None, dh0, dc0, d_rmask
 
 
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
@@ -277,17 +307,22 @@ _lstm.defvjp(_lstm_fwd, _lstm_bwd)
 
 def lstm(w_ih: jax.Array, b: jax.Array, w_hh: jax.Array, xs: jax.Array,
          mask: jax.Array | None, h0: jax.Array, c0: jax.Array, *,
-         unroll: int = 1) -> tuple[jax.Array, jax.Array, jax.Array]:
+         unroll: int = 1, recurrent_mask: jax.Array | None = None
+         ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """The LSTM layer of `cells.lstm` over time-major inputs.
 
   Args:
     w_ih: [I, 4H]; b: [4H]; w_hh: [H, 4H]; xs: [T, B, I]; mask: [T, B] bool
     or None; h0, c0: [B, H]; unroll: steps per scan iteration (at least
-    PRIMAL_MIN_UNROLL when the pass is not differentiated).
+    PRIMAL_MIN_UNROLL when the pass is not differentiated); recurrent_mask:
+    [B, H] (the dtype of h0) or None, the variational dropout mask on h where
+    it enters h W_hh (point 9).
   Returns:
     ys [T, B, H] (zero where masked), final h [B, H], final c [B, H].
   """
-  return _lstm(w_ih, b, w_hh, xs, mask, h0, c0, unroll)
+  if recurrent_mask is not None:
+    recurrent_mask = recurrent_mask.astype(h0.dtype)
+  return _lstm(w_ih, b, w_hh, xs, mask, h0, c0, recurrent_mask, unroll)
 
 
 # ----------------------------------------------------------------------------
@@ -313,7 +348,7 @@ def _gru_update(gx, gh, h, axis: int):
   return rz, n, h_n, n + z * (h - n)
 
 
-def _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll):
+def _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask, unroll):
   """The forward pass of a training step (as `_lstm_forward`).
 
   Returns ys [T, B, H], the final h [B, H] and the saved arrays (ys, rz
@@ -328,7 +363,8 @@ def _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll):
     x_t, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
     rz, n, h_n, h_new = _gru_update(x_t @ w_ih_s + b_ih_s,      # [B, 3H]
-                                    h @ w_hh_s + b_hh_s, h, axis=-1)
+                                    _dropped(h, rmask) @ w_hh_s + b_hh_s, h,
+                                    axis=-1)
     y = _zero_masked(keep, h_new)
     h_new = _masked(keep, h_new, h)
     held = () if keep is None else (h_new,)  # unmasked: the held h is y
@@ -338,39 +374,41 @@ def _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll):
   return saved[0], h, saved
 
 
-def _gru_primal(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll):
+def _gru_primal(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask, unroll):
   """The GRU forward pass alone, feature-major (point 6 above)."""
   hidden = h0.shape[-1]
   scale = _sigmoid_scale(hidden, "sst", xs.dtype)[:, None]       # [3H, 1]
   w_ih_t, b_ih_t = w_ih.T * scale, b_ih[:, None] * scale
   w_hh_t, b_hh_t = w_hh.T * scale, b_hh[:, None] * scale
+  rmask_t = None if rmask is None else rmask.T                   # [H, B]
 
   def body(carry, inputs):
     (h,) = carry                                                 # [H, B]
     x_t, real_t = inputs                                         # [I, B]
     keep = None if real_t is None else real_t[None, :]
     *_, h_new = _gru_update(w_ih_t @ x_t + b_ih_t,               # [3H, B]
-                            w_hh_t @ h + b_hh_t, h, axis=0)
+                            w_hh_t @ _dropped(h, rmask_t) + b_hh_t, h, axis=0)
     return (_masked(keep, h_new, h),), _zero_masked(keep, h_new)
 
   (h,), ys = _feature_major_scan(body, (h0,), xs, mask, unroll)
   return ys, h
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(7,))
-def _gru(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll):
-  return _gru_primal(w_ih, b_ih, w_hh, b_hh, xs, mask, h0,
+@functools.partial(jax.custom_vjp, nondiff_argnums=(8,))
+def _gru(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask, unroll):
+  return _gru_primal(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask,
                      max(unroll, PRIMAL_MIN_UNROLL))
 
 
-def _gru_fwd(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll):
-  ys, h, saved = _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll)
-  return (ys, h), (w_ih, w_hh, xs, mask, h0, saved)
+def _gru_fwd(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask, unroll):
+  ys, h, saved = _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask,
+                              unroll)
+  return (ys, h), (w_ih, w_hh, xs, mask, h0, rmask, saved)
 
 
 def _gru_bwd(unroll, residuals, cotangents):
   del unroll  # the backward scan advances one step per iteration (point 8)
-  w_ih, w_hh, xs, mask, h0, (ys, rz, n, h_n, *held) = residuals
+  w_ih, w_hh, xs, mask, h0, rmask, (ys, rz, n, h_n, *held) = residuals
   d_ys, d_h = cotangents
   steps, _, hidden = d_ys.shape
   w_hh_t = w_hh.T
@@ -378,8 +416,9 @@ def _gru_bwd(unroll, residuals, cotangents):
   def body(carry, inputs):
     # row: step t's saved (rz, n, h_n); buffers: the saved [T, B, .] arrays,
     # overwritten from step T - 1 down to t + 1 with (d_rz, d_an, d_an * r):
-    # d_gx = [d_rz, d_an] and d_gh = [d_rz, d_an * r].
-    dh, (rz, n, h_n), buffers = carry
+    # d_gx = [d_rz, d_an] and d_gh = [d_rz, d_an * r]; d_rmask (with a
+    # recurrent mask): its gradient so far.
+    dh, (rz, n, h_n), buffers, *d_rmask = carry
     t, dy, h_prev, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
     r, z = rz[:, :hidden], rz[:, hidden:]
@@ -389,21 +428,29 @@ def _gru_bwd(unroll, residuals, cotangents):
     d_az = d_total * (h_prev - n) * z * (1.0 - z)
     d_rz, d_an, d_an_r = (_zero_masked(keep, d) for d in (
         jnp.concatenate([d_ar, d_az], -1), d_an, d_an * r))
-    dh_prev = _masked(keep, d_total * z + jnp.concatenate([d_rz, d_an_r], -1)
-                      @ w_hh_t, dh)
+    d_kept = d_total * z
+    d_dropped = jnp.concatenate([d_rz, d_an_r], -1) @ w_hh_t   # [B, H]
+    if rmask is not None:  # point 9
+      d_rmask = (d_rmask[0] + h_prev * d_dropped,)
+      d_dropped = d_dropped * rmask
+    dh_prev = _masked(keep, d_kept + d_dropped, dh)
     buffers, row = _overwrite_step(buffers, t, (d_rz, d_an, d_an_r))
-    return (dh_prev, row, buffers), None
+    return (dh_prev, row, buffers, *d_rmask), None
 
   # h_prev[t] is the state entering step t: the previous step's held state.
   h_prev = _previous(h0, held[0] if held else ys)             # [T, B, H]
   saved = (rz, n, h_n)
-  (dh0, _, (d_rz, d_an, d_an_r)), _ = jax.lax.scan(
-      body, (d_h, tuple(a[-1] for a in saved), saved),
+  d_rmask = () if rmask is None else (jnp.zeros_like(rmask),)
+  (dh0, _, (d_rz, d_an, d_an_r), *d_rmask), _ = jax.lax.scan(
+      body, (d_h, tuple(a[-1] for a in saved), saved, *d_rmask),
       (jnp.arange(steps), d_ys, h_prev, mask), reverse=True)
+  if rmask is not None:
+    h_prev = h_prev * rmask[None]                             # [T, B, H]
   d_w_hh = _gram(h_prev.reshape(-1, hidden), (d_rz, d_an_r))
   d_b_hh = _bias_grads((d_rz, d_an_r))
   d_w_ih, d_b_ih, d_xs = _input_grads(xs, w_ih, (d_rz, d_an))
-  return d_w_ih, d_b_ih, d_w_hh, d_b_hh, d_xs, None, dh0
+  d_rmask = d_rmask[0] if d_rmask else None
+  return d_w_ih, d_b_ih, d_w_hh, d_b_hh, d_xs, None, dh0, d_rmask
 
 
 _gru.defvjp(_gru_fwd, _gru_bwd)
@@ -411,14 +458,19 @@ _gru.defvjp(_gru_fwd, _gru_bwd)
 
 def gru(w_ih: jax.Array, b_ih: jax.Array, w_hh: jax.Array, b_hh: jax.Array,
         xs: jax.Array, mask: jax.Array | None, h0: jax.Array, *,
-        unroll: int = 1) -> tuple[jax.Array, jax.Array]:
+        unroll: int = 1, recurrent_mask: jax.Array | None = None
+        ) -> tuple[jax.Array, jax.Array]:
   """The GRU (reset_after) layer of `cells.gru` over time-major inputs.
 
   Args:
     w_ih: [I, 3H]; b_ih: [3H]; w_hh: [H, 3H]; b_hh: [3H]; xs: [T, B, I];
     mask: [T, B] bool or None; h0: [B, H]; unroll: steps per scan iteration
-    (at least PRIMAL_MIN_UNROLL when the pass is not differentiated).
+    (at least PRIMAL_MIN_UNROLL when the pass is not differentiated);
+    recurrent_mask: [B, H] or None, the variational dropout mask on h where
+    it enters h W_hh (point 9), not in the interpolation (1 - z) n + z h.
   Returns:
     ys [T, B, H] (zero where masked) and the final h [B, H].
   """
-  return _gru(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, unroll)
+  if recurrent_mask is not None:
+    recurrent_mask = recurrent_mask.astype(h0.dtype)
+  return _gru(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, recurrent_mask, unroll)

@@ -67,6 +67,14 @@ class RNN(nn.Module):
     num_layers: layers in the stack.
     bidirectional: run each layer both ways; merge='concat' gives 2H outputs.
     dropout_rate: dropout between layers (not on recurrent connections).
+    input_dropout_rate: variational dropout (Gal & Ghahramani 2016) on every
+      layer's inputs: one mask per sequence, layer and direction, the same at
+      every time step (`unroll.stacked`).
+    recurrent_dropout_rate: variational dropout on every layer's recurrent
+      state where it enters the recurrent matmul, masks as above; the
+      carried state and the outputs stay unmasked.
+      The three rates lie in [0, 1); dropout is active only when called with
+      deterministic=False, drawing from the 'dropout' rng.
     cell_options: passed to the cell factory (e.g. {'forget_bias': 1.0}).
     init_scale: if set, every param is drawn from U(-init_scale, init_scale)
       instead of the cells' default init.
@@ -83,6 +91,8 @@ class RNN(nn.Module):
   bidirectional: bool = False
   merge: str = "concat"
   dropout_rate: float = 0.0
+  input_dropout_rate: float = 0.0
+  recurrent_dropout_rate: float = 0.0
   cell_options: Mapping[str, Any] | None = None
   init_scale: float | None = None
   learn_initial_state: bool = False
@@ -98,10 +108,11 @@ class RNN(nn.Module):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    if not isinstance(self.dropout_rate, (int, float)) or not (
-        0.0 <= self.dropout_rate < 1.0):
-      raise ValueError(f"dropout_rate: expected a value in [0, 1), got "
-                       f"{self.dropout_rate!r}")
+    for name in ("dropout_rate", "input_dropout_rate",
+                 "recurrent_dropout_rate"):
+      value = getattr(self, name)
+      if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name}: expected a value in [0, 1), got {value!r}")
 
   @nn.nowrap
   def cell_functions(self) -> cells_lib.Cell:
@@ -195,13 +206,17 @@ class RNN(nn.Module):
     if initial_states is None and params.initial is not None:
       initial_states = self._broadcast_initial(
           params.initial, xs.shape[0], jnp.result_type(xs.dtype, self.param_dtype))
-    use_dropout = self.dropout_rate > 0.0 and not deterministic
+    use_dropout = not deterministic and (
+        self.dropout_rate > 0.0 or self.input_dropout_rate > 0.0
+        or self.recurrent_dropout_rate > 0.0)
     return unroll.stacked(
         self.cell_functions(), params.layers, xs, lengths,
         bidirectional=self.bidirectional, merge=self.merge,
         initial_states=initial_states, dropout_rate=self.dropout_rate,
         dropout_rng=self.make_rng("dropout") if use_dropout else None,
-        unroll=self.unroll, check_lengths_under_jit=self.check_lengths_under_jit)
+        unroll=self.unroll, check_lengths_under_jit=self.check_lengths_under_jit,
+        input_dropout_rate=self.input_dropout_rate,
+        recurrent_dropout_rate=self.recurrent_dropout_rate)
 
   def step_function(self, input_size: int) -> Callable[..., tuple[tuple, jax.Array]]:
     """One step of the (unidirectional) stack as a pure function, params bound:
@@ -210,7 +225,8 @@ class RNN(nn.Module):
 
     states: one per layer. gates_0 is layer 0's input projection (its
     `cell.project`, with the bias): the caller makes it, so it can be hoisted
-    out of a loop or assembled from parts. No dropout. Being pure, `step` can
+    out of a loop or assembled from parts. No dropout (neither between layers
+    nor variational). Being pure, `step` can
     run inside `lax` loops; input_size (layer 0's I) creates the params at init.
     """
     if self.bidirectional:

@@ -13,6 +13,16 @@ Lengths semantics (per sequence b, with L = lengths[b]):
     final state is the state after step L - 1 (the initial state if L == 0);
   * reverse=True runs steps L-1, ..., 0 of each sequence, so padding never
     comes first; ys are returned in the original time order.
+
+Variational dropout (Gal & Ghahramani 2016): `rnn` takes an input mask
+[B, I] and a recurrent mask [B, H], one per sequence and the same at every
+step, so the caller owns the randomness (`variational_masks` draws them);
+`bidirectional` and `stacked` take rates and an rng and draw independent
+masks per layer and direction. The input mask multiplies xs before the input
+projection (so every implementation supports it); the recurrent mask goes to
+the cell, which applies it where h enters the recurrent matmul (see
+`models.cells`). Padding is unaffected: the masks only change what real
+steps compute.
 """
 
 from __future__ import annotations
@@ -177,6 +187,41 @@ def _check_unroll(unroll: Any) -> None:
                      f"iteration), got {unroll!r}")
 
 
+def _check_rate(name: str, rate: Any) -> None:
+  """ValueError naming `name` unless rate is a (Python or NumPy) number in
+  [0, 1)."""
+  try:
+    ok = (not isinstance(rate, (str, bytes, bool))
+          and 0.0 <= float(rate) < 1.0)
+  except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+    ok = False
+  if not ok:
+    raise ValueError(f"{name}: expected a value in [0, 1), got {rate!r}")
+
+
+def _check_mask(mask, name: str, shape: tuple[int, int], what: str):
+  """mask as an array of `shape`; ValueError naming `name` otherwise."""
+  if not (hasattr(mask, "shape") and hasattr(mask, "dtype")):
+    try:
+      mask = jnp.asarray(mask)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"{name}: expected an array {what}, got "
+                       f"{type(mask).__name__} ({e})") from None
+  if tuple(mask.shape) != shape:
+    raise ValueError(f"{name}: expected shape {shape} {what} (one mask per "
+                     f"sequence, the same at every step), got "
+                     f"{tuple(mask.shape)}")
+  return mask
+
+
+def _check_recurrent_support(cell: cells_lib.Cell, name: str) -> None:
+  if not cell.supports_recurrent_mask:
+    raise ValueError(f"{name}: cell {cell.name!r} does not support a recurrent "
+                     f"mask (Cell.supports_recurrent_mask is False: its step "
+                     f"takes no recurrent_mask=); apply dropout to its inputs "
+                     f"only, or give the cell that support")
+
+
 def _check_state(state, expected, name: str) -> None:
   got = jax.tree_util.tree_map(jnp.shape, state)
   want = jax.tree_util.tree_map(jnp.shape, expected)
@@ -206,6 +251,55 @@ def reverse_within_length(xs_tm: jax.Array, lengths: jax.Array | None) -> jax.Ar
 def _time_mask(lengths: jax.Array, max_len: int) -> jax.Array:
   """[T, B] bool, True where step t < lengths[b]."""
   return jnp.arange(max_len)[:, None] < lengths[None, :]
+
+
+# ----------------------------------------------------------------------------
+# Variational dropout masks.
+
+def variational_masks(rng: jax.Array, batch: int, input_size: int,
+                      hidden_size: int, input_rate: float = 0.0,
+                      recurrent_rate: float = 0.0, dtype=jnp.float32
+                      ) -> tuple[jax.Array | None, jax.Array | None]:
+  """Draws the masks of variational dropout (Gal & Ghahramani 2016) for `rnn`.
+
+  Inverted dropout: each entry is 0 with probability rate and 1 / (1 - rate)
+  otherwise, so the expected masked value is the unmasked one and evaluation
+  runs without masks. The input and recurrent masks come from independent
+  halves of `rng`.
+
+  Args:
+    rng: a PRNG key.
+    batch, input_size, hidden_size: B, I and H.
+    input_rate, recurrent_rate: drop probabilities in [0, 1).
+    dtype: the masks' dtype.
+
+  Returns:
+    (input_mask [B, I], recurrent_mask [B, H]); each None where its rate is 0,
+    so that no mask operation is traced.
+  """
+  _check_rate("input_rate", input_rate)
+  _check_rate("recurrent_rate", recurrent_rate)
+  k_input, k_recurrent = jax.random.split(rng)
+
+  def draw(key, rate, size):
+    if float(rate) == 0.0:
+      return None
+    keep = jax.random.bernoulli(key, 1.0 - rate, (batch, size))
+    return keep.astype(dtype) / jnp.asarray(1.0 - rate, dtype)
+  return (draw(k_input, input_rate, input_size),
+          draw(k_recurrent, recurrent_rate, hidden_size))
+
+
+# Folded into a stack's dropout rng for its variational masks, apart from the
+# between-layer dropout keys fold_in(rng, depth).
+_VARIATIONAL_STREAM = 0x7A41
+
+
+def _direction_keys(rng: jax.Array | None) -> tuple[Any, Any]:
+  """(forward, backward) keys of one layer's variational masks."""
+  if rng is None:
+    return None, None
+  return jax.random.fold_in(rng, 0), jax.random.fold_in(rng, 1)
 
 
 # ----------------------------------------------------------------------------
@@ -241,19 +335,23 @@ def _choose_implementation(cell: cells_lib.Cell, implementation: str, dtype,
 
 
 def _scan(cell: cells_lib.Cell, params: Params, xs_tm: jax.Array,
-          mask: jax.Array | None, initial_state: Any,
-          unroll: int) -> tuple[jax.Array, Any]:
+          mask: jax.Array | None, initial_state: Any, unroll: int,
+          recurrent_mask: jax.Array | None = None) -> tuple[jax.Array, Any]:
   """The generic scan of `cell.step`: xs_tm [T, B, I], mask [T, B] bool or
-  None -> ys [T, B, H] (zero where masked), final state."""
+  None, recurrent_mask [B, H] or None -> ys [T, B, H] (zero where masked),
+  final state. The recurrent mask is passed to `step` only when given."""
   gx = cell.project(params, xs_tm)                           # [T, B, G*H]
+  step = cell.step
+  if recurrent_mask is not None:
+    step = functools.partial(cell.step, recurrent_mask=recurrent_mask)
   if mask is None:
     def body(state, gx_t):
-      return cell.step(params, state, gx_t)
+      return step(params, state, gx_t)
     inputs = gx
   else:
     def body(state, inputs):
       gx_t, real_t = inputs
-      new_state, y_t = cell.step(params, state, gx_t)
+      new_state, y_t = step(params, state, gx_t)
       keep = real_t[:, None]                                 # [B, 1]
       state = jax.tree_util.tree_map(
           lambda new, old: jnp.where(keep, new, old), new_state, state)
@@ -267,7 +365,9 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
         lengths: jax.Array | None = None, *, reverse: bool = False,
         initial_state: Any = None, unroll: int = 1,
         implementation: str = "auto",
-        check_lengths_under_jit: bool = False) -> tuple[jax.Array, Any]:
+        check_lengths_under_jit: bool = False,
+        input_mask: jax.Array | None = None,
+        recurrent_mask: jax.Array | None = None) -> tuple[jax.Array, Any]:
   """Runs `cell` over a batch of padded sequences with one `lax.scan`.
 
   Args:
@@ -296,6 +396,15 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
       `jax.experimental.checkify` check of traced lengths, reported by
       `checkify.checkify(jax.jit(f))` (see `checkify_lengths`); the function
       must then run under `checkify.checkify`. False (default) adds nothing.
+    input_mask: optional [B, I] variational dropout mask (Gal & Ghahramani
+      2016) on the inputs, the same at every step: xs[:, t] * input_mask.
+      Every implementation supports it.
+    recurrent_mask: optional [B, H] variational dropout mask on the state
+      where it enters the recurrent matmul (h_{t-1} * recurrent_mask @ w_hh;
+      the carried state and the outputs stay unmasked). Needs a cell with
+      `supports_recurrent_mask` (every built-in cell) and an implementation
+      other than 'cudnn'. `variational_masks` draws both masks (inverted
+      dropout: 0 or 1 / keep probability); None (default) adds nothing.
 
   Returns:
     ys: [B, T, H] outputs in the input's time order, zero on padding.
@@ -304,13 +413,19 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
   return _rnn(cell, params, xs, lengths, reverse=reverse,
               initial_state=initial_state, unroll=unroll,
               implementation=implementation,
-              check_lengths_under_jit=check_lengths_under_jit)
+              check_lengths_under_jit=check_lengths_under_jit,
+              input_mask=input_mask, recurrent_mask=recurrent_mask)
 
 
 def _rnn(cell, params, xs, lengths, *, reverse, initial_state, unroll,
          implementation, check_lengths_under_jit, name="params",
-         state_name="initial_state"):
-  """`rnn`, with the names its messages give params and the initial state."""
+         state_name="initial_state", input_mask=None, recurrent_mask=None,
+         variational=None):
+  """`rnn`, with the names its messages give params and the initial state.
+
+  variational: None, or (rng, input_rate, recurrent_rate) to draw the masks
+  here, once the params' sizes are known (`bidirectional`, `stacked`).
+  """
   _check_cell(cell)
   check_one_of("implementation", implementation, _IMPLEMENTATIONS)
   _check_unroll(unroll)
@@ -328,11 +443,27 @@ def _rnn(cell, params, xs, lengths, *, reverse, initial_state, unroll,
     initial_state = default_state
   else:
     _check_state(initial_state, default_state, state_name)
+  if variational is not None:
+    input_mask, recurrent_mask = variational_masks(
+        variational[0], batch, input_size, hidden, variational[1],
+        variational[2], dtype)
+  if recurrent_mask is not None:
+    _check_recurrent_support(cell, "recurrent_mask")
+    recurrent_mask = _check_mask(recurrent_mask, "recurrent_mask",
+                                 (batch, hidden), "[B, H]").astype(dtype)
+  if input_mask is not None:
+    input_mask = _check_mask(input_mask, "input_mask", (batch, input_size),
+                             "[B, I]")
+    xs = xs * input_mask.astype(xs.dtype)[:, None, :]        # [B, T, I]
 
   xs_tm = jnp.swapaxes(xs, 0, 1)                             # [T, B, I]
   if reverse:
     xs_tm = reverse_within_length(xs_tm, lengths)
 
+  if implementation == "cudnn" and recurrent_mask is not None:
+    raise ValueError("recurrent_mask: implementation='cudnn' runs one cuDNN "
+                     "call that takes no recurrent mask; use 'auto', 'fused' "
+                     "or 'scan'")
   implementation = _choose_implementation(cell, implementation, dtype, xs.shape)
   if implementation == "cudnn":  # batch-major in and out
     ys, final_state = cell.cudnn(params, jnp.swapaxes(xs_tm, 0, 1), lengths,
@@ -342,6 +473,8 @@ def _rnn(cell, params, xs, lengths, *, reverse, initial_state, unroll,
     mask = None if lengths is None else _time_mask(lengths, max_len)
     run = (cell.fused if implementation == "fused"
            else functools.partial(_scan, cell))
+    if recurrent_mask is not None:
+      run = functools.partial(run, recurrent_mask=recurrent_mask)
     ys, final_state = run(params, xs_tm, mask, initial_state, unroll)
   if reverse:
     ys = reverse_within_length(ys, lengths)
@@ -358,7 +491,10 @@ def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
                   xs: jax.Array, lengths: jax.Array | None = None, *,
                   merge: str = "concat", initial_states: Any = None,
                   unroll: int = 1, implementation: str = "auto",
-                  check_lengths_under_jit: bool = False
+                  check_lengths_under_jit: bool = False,
+                  input_dropout_rate: float = 0.0,
+                  recurrent_dropout_rate: float = 0.0,
+                  dropout_rng: jax.Array | None = None
                   ) -> tuple[jax.Array, tuple[Any, Any]]:
   """A bidirectional layer (Schuster & Paliwal 1997).
 
@@ -368,19 +504,45 @@ def bidirectional(cell: cells_lib.Cell, params: dict[str, Params],
     merge: 'concat' -> ys [B, T, 2H] (forward first), 'sum' -> ys [B, T, H].
     initial_states: optional (forward_state, backward_state).
     unroll, implementation, check_lengths_under_jit: as in `rnn`.
+    input_dropout_rate, recurrent_dropout_rate: variational dropout (see
+      `rnn`'s masks) in [0, 1), with masks drawn from dropout_rng,
+      independent for the two directions (fold_in(dropout_rng, 0) forward,
+      1 backward). Active only when dropout_rng is given.
 
   Returns:
     ys, and (forward_final, backward_final). The backward final state is the
     state after reading each sequence's first step.
   """
+  _check_variational(cell, input_dropout_rate, recurrent_dropout_rate)
   return _bidirectional(cell, params, xs, lengths, merge=merge,
                         initial_states=initial_states, unroll=unroll,
                         implementation=implementation,
-                        check_lengths_under_jit=check_lengths_under_jit)
+                        check_lengths_under_jit=check_lengths_under_jit,
+                        rates=(input_dropout_rate, recurrent_dropout_rate),
+                        variational_rng=dropout_rng)
+
+
+def _variational(rng, rates):
+  """`_rnn`'s variational argument: (rng, *rates) where masks are drawn."""
+  if rng is None or not any(float(r) > 0.0 for r in rates):
+    return None
+  return (rng, *rates)
+
+
+def _check_variational(cell, input_dropout_rate, recurrent_dropout_rate):
+  """ValueError naming the rate unless both lie in [0, 1) and a recurrent
+  rate above 0 has a cell that supports it (checked with or without an rng,
+  so a model that trains also evaluates)."""
+  _check_cell(cell)
+  _check_rate("input_dropout_rate", input_dropout_rate)
+  _check_rate("recurrent_dropout_rate", recurrent_dropout_rate)
+  if float(recurrent_dropout_rate) > 0.0:
+    _check_recurrent_support(cell, "recurrent_dropout_rate")
 
 
 def _bidirectional(cell, params, xs, lengths, *, merge, initial_states,
-                   name="params", states_name="initial_states", **run):
+                   name="params", states_name="initial_states",
+                   rates=(0.0, 0.0), variational_rng=None, **run):
   """`bidirectional`, with the names its messages give params and states."""
   check_one_of("merge", merge, _MERGES)
   if not isinstance(params, Mapping) or set(params) != {"forward", "backward"}:
@@ -394,12 +556,15 @@ def _bidirectional(cell, params, xs, lengths, *, merge, initial_states,
                      f"(forward_state, backward_state) pair, got "
                      f"{type(initial_states).__name__}")
   fwd_init, bwd_init = initial_states
+  fwd_key, bwd_key = _direction_keys(variational_rng)
   ys_fwd, final_fwd = _rnn(cell, params["forward"], xs, lengths, reverse=False,
                            initial_state=fwd_init, name=f"{name}['forward']",
-                           state_name=f"{states_name}[0]", **run)
+                           state_name=f"{states_name}[0]",
+                           variational=_variational(fwd_key, rates), **run)
   ys_bwd, final_bwd = _rnn(cell, params["backward"], xs, lengths, reverse=True,
                            initial_state=bwd_init, name=f"{name}['backward']",
-                           state_name=f"{states_name}[1]", **run)
+                           state_name=f"{states_name}[1]",
+                           variational=_variational(bwd_key, rates), **run)
   if merge == "concat":
     ys = jnp.concatenate([ys_fwd, ys_bwd], axis=-1)
   else:
@@ -412,7 +577,9 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
             merge: str = "concat", initial_states: Sequence[Any] | None = None,
             dropout_rate: float = 0.0, dropout_rng: jax.Array | None = None,
             unroll: int = 1, implementation: str = "auto",
-            check_lengths_under_jit: bool = False
+            check_lengths_under_jit: bool = False,
+            input_dropout_rate: float = 0.0,
+            recurrent_dropout_rate: float = 0.0
             ) -> tuple[jax.Array, tuple[Any, ...]]:
   """Stacked (optionally bidirectional) layers with dropout between them.
 
@@ -426,26 +593,41 @@ def stacked(cell: cells_lib.Cell, layers: Sequence[Params], xs: jax.Array,
       al. 2014: non-recurrent connections only). Active only when
       dropout_rng is given.
     unroll, implementation, check_lengths_under_jit: as in `rnn`.
+    input_dropout_rate, recurrent_dropout_rate: variational dropout (Gal &
+      Ghahramani 2016; see `rnn`'s masks) in [0, 1) on every layer's inputs
+      and recurrent state, in addition to dropout_rate; the masks are drawn
+      from dropout_rng, independent for every layer and direction, and apart
+      from the between-layer dropout's keys. Active only when dropout_rng is
+      given.
 
   Returns:
     ys: [B, T, H] (or [B, T, 2H] for bidirectional concat) from the top layer,
     and a tuple of final states, one per layer (pairs when bidirectional).
   """
   layers = _check_layers(layers, initial_states, dropout_rate)
+  _check_variational(cell, input_dropout_rate, recurrent_dropout_rate)
+  rates = (input_dropout_rate, recurrent_dropout_rate)
+  variational_rng = None
+  if _variational(dropout_rng, rates) is not None:
+    variational_rng = jax.random.fold_in(dropout_rng, _VARIATIONAL_STREAM)
   run = dict(unroll=unroll, implementation=implementation,
              check_lengths_under_jit=check_lengths_under_jit)
   finals = []
   for depth, layer_params in enumerate(layers):
     init = None if initial_states is None else initial_states[depth]
+    layer_rng = (None if variational_rng is None
+                 else jax.random.fold_in(variational_rng, depth))
     if bidirectional:
       xs, final = _bidirectional(
           cell, layer_params, xs, lengths, merge=merge, initial_states=init,
           name=f"layers[{depth}]", states_name=f"initial_states[{depth}]",
-          **run)
+          rates=rates, variational_rng=layer_rng, **run)
     else:
       xs, final = _rnn(cell, layer_params, xs, lengths, reverse=False,
                        initial_state=init, name=f"layers[{depth}]",
-                       state_name=f"initial_states[{depth}]", **run)
+                       state_name=f"initial_states[{depth}]",
+                       variational=_variational(
+                           _direction_keys(layer_rng)[0], rates), **run)
     finals.append(final)
     is_last = depth == len(layers) - 1
     if dropout_rate > 0.0 and dropout_rng is not None and not is_last:
