@@ -248,7 +248,8 @@ class RNN(nn.Module):
 class RecurrentEncoder(nn.Module):
   """Token ids [B, T] (vocab_size set) or features [B, T, I] -> RNN outputs.
 
-  Embedding (optional), dropout on the inputs, then `RNN`. Returns
+  Embedding (optional), dropout on the inputs, then `RNN` (with variational
+  dropout when input_dropout_rate / recurrent_dropout_rate are set). Returns
   (ys [B, T, H or 2H], final states per layer). Shared by the N -> 1 and
   N -> N models.
   """
@@ -261,6 +262,8 @@ class RecurrentEncoder(nn.Module):
   embed_size: int = 0
   cell_options: Mapping[str, Any] | None = None
   learn_initial_state: bool = False
+  input_dropout_rate: float = 0.0
+  recurrent_dropout_rate: float = 0.0
 
   @nn.compact
   def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
@@ -272,4 +275,6 @@ class RecurrentEncoder(nn.Module):
                num_layers=self.num_layers, bidirectional=self.bidirectional,
                dropout_rate=self.dropout_rate, cell_options=self.cell_options,
                learn_initial_state=self.learn_initial_state,
+               input_dropout_rate=self.input_dropout_rate,
+               recurrent_dropout_rate=self.recurrent_dropout_rate,
                name="rnn")(xs, lengths, deterministic=deterministic)

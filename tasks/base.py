@@ -107,6 +107,8 @@ def encoder(config, **overrides) -> layers.RecurrentEncoder:
   """The recurrent encoder described by the shared config keys."""
   fields = dict(cell=config.cell, hidden_size=config.hidden_size,
                 num_layers=config.num_layers, cell_options=cell_options(config),
-                learn_initial_state=config.get("learn_initial_state", False))
+                learn_initial_state=config.get("learn_initial_state", False),
+                input_dropout_rate=config.get("input_dropout_rate", 0.0),
+                recurrent_dropout_rate=config.get("recurrent_dropout_rate", 0.0))
   fields.update(overrides)
   return layers.RecurrentEncoder(**fields)

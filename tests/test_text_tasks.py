@@ -397,3 +397,23 @@ def test_tagging_trains_and_reports_unseen_accuracy_and_per_tag_metrics(
   assert errors(f"--workdir={other}") == (
       2, [f"error: --workdir: {other} is a run of task 'adding'; this tool "
           f"reads tagging and sentiment runs"])
+
+
+def test_variational_dropout_keys_reach_the_recurrent_layers():
+  """input_/recurrent_dropout_rate act in training (a new mask per rng) and
+  vanish at evaluation, where the model equals one built without them."""
+  plain = small_sentiment_config(dropout_rate=0.0)
+  varied = small_sentiment_config(dropout_rate=0.0, input_dropout_rate=0.3,
+                                  recurrent_dropout_rate=0.3)
+  ids = jnp.asarray(np.random.default_rng(0).integers(2, 6, (3, 5)))
+  lengths = jnp.asarray([5, 3, 1])
+  model = sentiment.build_model(varied, vocab_size=6)
+  params = model.init(jax.random.PRNGKey(0), ids, lengths)
+  evaluate = sentiment.build_model(plain, vocab_size=6).apply(params, ids, lengths)
+  np.testing.assert_array_equal(model.apply(params, ids, lengths), evaluate)
+
+  def trained(seed):
+    return model.apply(params, ids, lengths, deterministic=False,
+                       rngs={"dropout": jax.random.PRNGKey(seed)})
+  assert not np.allclose(trained(1), trained(2))
+  assert not np.allclose(trained(1), evaluate)

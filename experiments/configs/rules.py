@@ -266,6 +266,8 @@ RULES: dict[str, Rule] = {
     "reverse_source": _flag(),
     "dropout_rate": _fraction(minimum=0, below=1),
     "word_dropout": _fraction(minimum=0, below=1),
+    "input_dropout_rate": _fraction(minimum=0, below=1),
+    "recurrent_dropout_rate": _fraction(minimum=0, below=1),
     "pooling": Rule(str, choices=classifier.POOLINGS),
     "char_embed_size": _count(1),
     "char_hidden_size": _count(1),

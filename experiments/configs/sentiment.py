@@ -51,6 +51,8 @@ def get_config(arg: str | None = None):
   config.bidirectional = True
   config.pooling = "max"          # final | max | mean
   config.dropout_rate = 0.5       # embeddings, between layers, before the head
+  config.input_dropout_rate = 0.0      # variational: one mask per sequence on RNN inputs
+  config.recurrent_dropout_rate = 0.0  # variational: one mask per sequence on h -> W_hh
 
   # Optimisation.
   config.optimizer = "adam"
