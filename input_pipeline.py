@@ -253,7 +253,28 @@ def _fingerprint(array: np.ndarray) -> str:
   return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
 
 
-class TBPTTBatches(Iterator[Batch]):
+class _StepCounted:
+  """A training iterator whose position is one step counter, `_step`.
+
+  Subclasses define get_state() -> dict with 'step' and the fields that
+  identify their stream; set_state accepts only a state of the same stream.
+  """
+  _step: int
+  _stream = "stream"
+
+  def get_state(self) -> dict[str, Any]:
+    raise NotImplementedError
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    expected = {k: v for k, v in self.get_state().items() if k != "step"}
+    got = {k: state.get(k) for k in expected}
+    if got != expected or not isinstance(state.get("step"), int) or state["step"] < 0:
+      raise ValueError(f"data iterator state {state} does not belong to this "
+                       f"{self._stream} ({expected})")
+    self._step = state["step"]
+
+
+class TBPTTBatches(_StepCounted, Iterator[Batch]):
   """Endless epochs of contiguous [B, T] batches for truncated BPTT.
 
   Batch k of an epoch (k < K = (L - 1) // T) is
@@ -268,6 +289,8 @@ class TBPTTBatches(Iterator[Batch]):
   Built on a grain `MapDataset` (random access by step), so the position is
   just the step: get_state()/set_state() round-trip through JSON.
   """
+  _stream = "token stream"
+
 
   def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int):
     if seq_len <= 0:
@@ -308,13 +331,6 @@ class TBPTTBatches(Iterator[Batch]):
             "seq_len": self.seq_len, "num_tokens": self.num_tokens,
             "fingerprint": self._fingerprint}
 
-  def set_state(self, state: dict[str, Any]) -> None:
-    expected = {k: v for k, v in self.get_state().items() if k != "step"}
-    got = {k: state.get(k) for k in expected}
-    if got != expected or not isinstance(state.get("step"), int) or state["step"] < 0:
-      raise ValueError(f"data iterator state {state} does not belong to this "
-                       f"token stream ({expected})")
-    self._step = state["step"]
 
 
 def tbptt_eval_batches(ids: np.ndarray, batch_size: int, seq_len: int) -> list[Batch]:
@@ -439,7 +455,7 @@ def _chunks(indices: np.ndarray, batch_size: int) -> list[np.ndarray]:
   return chunks
 
 
-class BucketedBatches(Iterator[Batch]):
+class BucketedBatches(_StepCounted, Iterator[Batch]):
   """Endless epochs of batches of examples of similar length.
 
   Epoch e (numpy generator seeded with [seed, e]) shuffles the examples,
@@ -454,6 +470,8 @@ class BucketedBatches(Iterator[Batch]):
   get_state()/set_state() hold the step (batches so far) and what the stream
   was built from.
   """
+  _stream = "bucketed stream"
+
 
   def __init__(self, lengths: Sequence[int], steps: Sequence[int],
                make_rows: RowMaker, batch_size: int, seed: int):
@@ -497,13 +515,6 @@ class BucketedBatches(Iterator[Batch]):
             "batch_size": self._batch_size, "steps": list(self._steps),
             "fingerprint": self._fingerprint}
 
-  def set_state(self, state: dict[str, Any]) -> None:
-    expected = {k: v for k, v in self.get_state().items() if k != "step"}
-    got = {k: state.get(k) for k in expected}
-    if got != expected or not isinstance(state.get("step"), int) or state["step"] < 0:
-      raise ValueError(f"data iterator state {state} does not belong to this "
-                       f"bucketed stream ({expected})")
-    self._step = state["step"]
 
 
 def bucketed_eval_batches(lengths: Sequence[int], steps: Sequence[int],

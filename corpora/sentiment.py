@@ -180,10 +180,8 @@ class MovieReviews(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # offline
     config = self.builder_config.name
-    try:
-      examples = read_source(config, self.source_path())
-    except (OSError, ValueError) as e:  # rebuilding cannot help
-      raise store.NoSourceData(f"movie_reviews/{config}: {e}") from e
+    examples = store.read_source(
+        f"movie_reviews/{config}", lambda: read_source(config, self.source_path()))
     if not examples:
       raise store.NoSourceData(f"movie_reviews/{config}: no rows with source "
                                f"{SOURCES[config]!r} in {self.source_path()}")

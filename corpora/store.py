@@ -26,6 +26,15 @@ class NoSourceData(ValueError):
   """The files a corpus is built from are missing: rebuilding cannot help."""
 
 
+def read_source(corpus: str, read: Callable[[], T]) -> T:
+  """read(), with a missing or unreadable source file (OSError, ValueError)
+  turned into NoSourceData naming the corpus: rebuilding cannot help."""
+  try:
+    return read()
+  except (OSError, ValueError) as e:
+    raise NoSourceData(f"{corpus}: {e}") from e
+
+
 def text(value) -> str:
   """A record's string feature (bytes in ArrayRecord) as str."""
   return value.decode("utf-8") if isinstance(value, bytes) else str(value)

@@ -281,10 +281,8 @@ class UdTagging(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     del dl_manager  # offline
     treebank = self.builder_config.name
-    try:
-      splits = tagging_splits(treebank, self.source_paths())
-    except (OSError, ValueError) as e:  # rebuilding cannot help
-      raise store.NoSourceData(f"ud_tagging/{treebank}: {e}") from e
+    splits = store.read_source(
+        f"ud_tagging/{treebank}", lambda: tagging_splits(treebank, self.source_paths()))
     empty = [split for split, sentences in splits.items() if not sentences]
     if empty:
       raise store.NoSourceData(f"ud_tagging/{treebank}: no sentences for the splits "
