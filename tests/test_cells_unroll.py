@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from models import cells, unroll
+from tests import numerics
 
 B, T, I, H = 4, 7, 5, 6
 LENGTHS = np.array([7, 3, 0, 5], np.int32)
@@ -404,17 +405,9 @@ def test_fused_gradients_match_finite_differences():
       def loss(params):
         ys, _ = unroll.rnn(cell, params, xs, lengths)
         return jnp.sum(jnp.sin(ys))
-      grads = jax.grad(loss)(params)
-      direction = jax.tree_util.tree_map(
-          lambda p: jax.random.normal(jax.random.PRNGKey(75), p.shape, p.dtype),
-          params)
-      eps = 1e-6
-      shifted = lambda sign: jax.tree_util.tree_map(
-          lambda p, d: p + sign * eps * d, params, direction)
-      numeric = (loss(shifted(1)) - loss(shifted(-1))) / (2 * eps)
-      analytic = sum(jnp.sum(g * d) for g, d in zip(
-          jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(direction)))
-      np.testing.assert_allclose(analytic, numeric, rtol=1e-6, err_msg=cell_name)
+      numerics.check_directional_derivative(
+          loss, jax.grad(loss)(params), params, jax.random.PRNGKey(75),
+          err_msg=cell_name)
 
 
 @pytest.mark.parametrize("cell_name,saved", [("lstm", 6), ("gru", 5)])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from models import cells, layers, unroll
+from tests import numerics
 
 B, T, I, H = 4, 6, 3, 5
 LENGTHS = np.array([6, 2, 0, 4], np.int32)
@@ -212,18 +213,9 @@ def test_fused_gradients_with_masks_match_finite_differences():
       args = (params, xs) + masks
       # One compiled program gives the gradient and the shifted losses.
       value_and_grad = jax.jit(jax.value_and_grad(loss))
-      grads = value_and_grad(args)[1]
-      loss = lambda args: value_and_grad(args)[0]
-      direction = jax.tree_util.tree_map(
-          lambda p: jax.random.normal(jax.random.PRNGKey(15), p.shape, p.dtype),
-          args)
-      eps = 1e-6
-      shifted = lambda sign: jax.tree_util.tree_map(
-          lambda p, d: p + sign * eps * d, args, direction)
-      numeric = (loss(shifted(1)) - loss(shifted(-1))) / (2 * eps)
-      analytic = sum(jnp.sum(g * d) for g, d in zip(
-          jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(direction)))
-      np.testing.assert_allclose(analytic, numeric, rtol=1e-6, err_msg=name)
+      numerics.check_directional_derivative(
+          lambda args: value_and_grad(args)[0], value_and_grad(args)[1], args,
+          jax.random.PRNGKey(15), err_msg=name)
 
 
 # ----------------------------------------------------------------------------
