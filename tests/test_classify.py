@@ -19,6 +19,7 @@ from experiments import cli
 from experiments import line_input
 from tasks import sentiment
 from tasks import tagging
+from tests import test_stdin_tools as stdin_tools
 from tests import test_text_tasks as text_tasks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,36 +43,22 @@ def _train(config, workdir):
 
 @pytest.fixture(scope="module")
 def sentiment_workdir(tmp_path_factory):
-  def read_split(name, split, data_dir=None):
-    del name, data_dir
-    return [text_tasks.sentiment_data.Example(t, y)
-            for t, y in text_tasks.REVIEWS[split]]
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(sentiment.sentiment_data, "read_split", read_split)
+    patch.setattr(sentiment.sentiment_data, "read_split",
+                  text_tasks.read_fake_reviews)
     return _train(text_tasks.small_sentiment_config(),
                   tmp_path_factory.mktemp("sentiment") / "run")
 
 
 @pytest.fixture(scope="module")
 def tagging_workdir(tmp_path_factory):
-  def read_tagging(treebank, split, data_dir=None):
-    del treebank, data_dir
-    return [text_tasks.ud.TaggedSentence(w, t)
-            for w, t in text_tasks.SENTENCES[split]]
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(tagging.ud, "read_tagging", read_tagging)
+    patch.setattr(tagging.ud, "read_tagging", text_tasks.read_fake_treebank)
     return _train(text_tasks.small_tagging_config(),
                   tmp_path_factory.mktemp("tagging") / "run")
 
 
-def _notes(err: str) -> dict[int, str]:
-  """stderr's 'line N: NOTE' lines as {N: NOTE}; nothing else may be there."""
-  notes = {}
-  for text in err.splitlines():
-    number, note = text.split(": ", 1)
-    assert number.startswith("line "), err
-    notes[int(number.removeprefix("line "))] = note
-  return notes
+_notes = stdin_tools.notes_by_line
 
 
 def _answers(done, count: int) -> list[str]:

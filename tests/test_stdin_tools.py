@@ -80,7 +80,7 @@ def test_translate_answers_every_line(nmt_workdir):
   assert set(notes) <= set(range(1, len(lines) + 1))  # e.g. outputs cut
 
 
-def _notes(err: str) -> dict[int, str]:
+def notes_by_line(err: str) -> dict[int, str]:
   """stderr's 'line N: NOTE' lines as {N: NOTE}; nothing else may be there."""
   notes = {}
   for text in err.splitlines():
@@ -88,6 +88,9 @@ def _notes(err: str) -> dict[int, str]:
     assert number.startswith("line "), err
     notes[int(number.removeprefix("line "))] = note
   return notes
+
+
+_notes = notes_by_line
 
 
 def _copy_config(nmt_workdir, to):

@@ -244,12 +244,15 @@ REVIEWS = {
 }
 
 
+def read_fake_reviews(name, split, data_dir=None):
+  """corpora.sentiment.read_split's stand-in: REVIEWS."""
+  del name, data_dir
+  return [sentiment_data.Example(t, y) for t, y in REVIEWS[split]]
+
+
 @pytest.fixture
 def fake_reviews(monkeypatch):
-  def read_split(name, split, data_dir=None):
-    del name, data_dir
-    return [sentiment_data.Example(t, y) for t, y in REVIEWS[split]]
-  monkeypatch.setattr(sentiment.sentiment_data, "read_split", read_split)
+  monkeypatch.setattr(sentiment.sentiment_data, "read_split", read_fake_reviews)
 
 
 def small_sentiment_config(**overrides):
@@ -301,12 +304,15 @@ SENTENCES = {
 }
 
 
+def read_fake_treebank(treebank, split, data_dir=None):
+  """corpora.ud.read_tagging's stand-in: SENTENCES."""
+  del treebank, data_dir
+  return [ud.TaggedSentence(w, t) for w, t in SENTENCES[split]]
+
+
 @pytest.fixture
 def fake_treebank(monkeypatch):
-  def read_tagging(treebank, split, data_dir=None):
-    del treebank, data_dir
-    return [ud.TaggedSentence(w, t) for w, t in SENTENCES[split]]
-  monkeypatch.setattr(tagging.ud, "read_tagging", read_tagging)
+  monkeypatch.setattr(tagging.ud, "read_tagging", read_fake_treebank)
 
 
 def small_tagging_config(**overrides):
