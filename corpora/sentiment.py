@@ -43,7 +43,6 @@ lengths and unknown-word rates (docs/results/text_tasks.md).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import html
@@ -262,14 +261,9 @@ def corpus_stats(name: str, data_dir: str | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description="Statistics of the sentiment corpora.")
-  parser.add_argument("--stats", action="store_true", help="print the split statistics")
-  parser.add_argument("--data_dir", default=None)
-  parser.add_argument("--cased", action="store_true", help="do not lower-case")
-  args = parser.parse_args(argv)
-  if not args.stats:
-    parser.error("nothing to do: pass --stats")
   from corpora import text_stats  # pylint: disable=g-import-not-at-top
+  args = text_stats.parse_stats_flags("Statistics of the sentiment corpora.", argv,
+                                      cased="do not lower-case")
   print("| corpus | split | examples | tokens | tokens per example p50 / p90 / p99 / max "
         "| unknown % (count >= 1) | unknown % (count >= 2) | positive |")
   print("|---|---|---|---|---|---|---|---|")

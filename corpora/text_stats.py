@@ -9,6 +9,7 @@ vocabulary of the train split's words seen at least `min_count` times.
 
 from __future__ import annotations
 
+import argparse
 import collections
 from typing import Iterable, Mapping, Sequence
 
@@ -77,3 +78,18 @@ def markdown_rows(name: str, stats: Mapping[str, Mapping], extra: Mapping[str, s
                 f"{row['p50']} / {row['p90']} / {row['p99']} / {row['max']} | {unk} |"
                 + (f" {extra[split]} |" if extra else ""))
   return rows
+
+
+def parse_stats_flags(description: str, argv: Sequence[str] | None,
+                      **extra_flags: str) -> argparse.Namespace:
+  """The `--stats` command line of a corpus module: --stats (required),
+  --data_dir, and boolean flags extra_flags={name: help}."""
+  parser = argparse.ArgumentParser(description=description)
+  parser.add_argument("--stats", action="store_true", help="print the split statistics")
+  parser.add_argument("--data_dir", default=None)
+  for name, help_text in extra_flags.items():
+    parser.add_argument(f"--{name}", action="store_true", help=help_text)
+  args = parser.parse_args(argv)
+  if not args.stats:
+    parser.error("nothing to do: pass --stats")
+  return args

@@ -46,7 +46,6 @@ used: the tagger sees the syntactic words.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.metadata
 import os
@@ -345,13 +344,8 @@ def tagging_stats(treebank: str, data_dir: str | None = None) -> dict[str, dict]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description="Statistics of the tagging corpora.")
-  parser.add_argument("--stats", action="store_true", help="print the split statistics")
-  parser.add_argument("--data_dir", default=None)
-  args = parser.parse_args(argv)
-  if not args.stats:
-    parser.error("nothing to do: pass --stats")
   from corpora import text_stats  # pylint: disable=g-import-not-at-top
+  args = text_stats.parse_stats_flags("Statistics of the tagging corpora.", argv)
   print("| treebank | split | sentences | words | words per sentence p50 / p90 / p99 / "
         "max | unknown % (count >= 1) | unknown % (count >= 2) |")
   print("|---|---|---|---|---|---|---|")
