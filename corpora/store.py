@@ -7,6 +7,7 @@ rebuilt once before a `CorpusError` says where and why.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import shutil
 import sys
@@ -129,13 +130,25 @@ def prepare(builder) -> None:
     tfds.display_progress_bar(shown)
 
 
+# OSErrors about the data directory itself (read-only, no permission, full):
+# reported as they are, with the path, rather than as a damaged corpus.
+_NOT_DAMAGE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS,
+                                errno.ENOSPC, errno.EDQUOT})
+
+
+def _not_damage(error: OSError) -> bool:
+  return isinstance(error, PermissionError) or error.errno in _NOT_DAMAGE_ERRNOS
+
+
 def read_built(make_builder: Callable[[], Any], read: Callable[[Any], T], *,
                name: str, path: str) -> T:
   """read(builder) of the corpus `name` stored in `path`, built on first use.
 
   make_builder() -> a TFDS builder whose data_dir is `path`; read(builder)
   returns the verified contents or raises CorpusError. A failure other than
-  NoSourceData or ImportError deletes `path` and builds once more.
+  NoSourceData, ImportError or a file-system error about the directory itself
+  (permission, read-only, disk full: raised as it is) deletes `path` and
+  builds once more.
   """
   problem: Exception | None = None
   for attempt in (1, 2):
@@ -146,6 +159,10 @@ def read_built(make_builder: Callable[[], Any], read: Callable[[Any], T], *,
       return read(builder)
     except (ImportError, NoSourceData):
       raise
+    except OSError as e:
+      if _not_damage(e):  # the disk, not the corpus: rebuilding cannot help
+        raise
+      problem = e
     except Exception as e:  # pylint: disable=broad-except  (damaged files)
       problem = e
     if attempt == 1:

@@ -1,6 +1,7 @@
 """Language modelling: TFDS corpora without TensorFlow, TBPTT batches, the
 carried-state model, the PTB task and its configs, sampling."""
 
+import errno
 import glob
 import json
 import math
@@ -97,6 +98,20 @@ def test_unrepairable_data_dir_is_a_clear_error(tmp_path, monkeypatch):
   with pytest.raises(corpora.CorpusError, match="tiny_lines/word.*cannot be read "
                      "back correctly even after a rebuild"):
     corpora.read_texts("tiny_lines/word", "train", data_dir=str(tmp_path))
+
+
+def test_an_unreadable_data_dir_is_not_called_damaged(tmp_path, monkeypatch):
+  """A permission or read-only error is the disk's, not the corpus's: it is
+  raised as it is, with its path, and the built files are not deleted."""
+  corpora.read_texts("tiny_lines/word", "train", data_dir=str(tmp_path))
+  built = sorted(glob.glob(str(tmp_path / "**"), recursive=True))
+
+  def unreadable(builder, split):
+    raise PermissionError(errno.EACCES, "Permission denied", builder.data_dir)
+  monkeypatch.setattr(corpora, "_read_verified", unreadable)
+  with pytest.raises(PermissionError, match="Permission denied"):
+    corpora.read_texts("tiny_lines/word", "train", data_dir=str(tmp_path))
+  assert sorted(glob.glob(str(tmp_path / "**"), recursive=True)) == built
 
 
 def test_unknown_names_list_the_known_ones(tmp_path):
