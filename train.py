@@ -1,7 +1,8 @@
 """One generic training loop for every task: `train_and_evaluate(config, workdir)`.
 
 The task (tasks/) supplies model, loss, metrics and data; this module owns
-the optimiser, the jitted steps, checkpoints, metrics files and stopping.
+the optimiser, the jitted steps, metrics files and stopping; checkpoints.py
+saves and restores its checkpoints.
 
 Workdir layout:
   checkpoints/<step>/   orbax: train state, data iterator position, metadata
@@ -27,16 +28,12 @@ builds.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import dataclasses
-import hashlib
 import json
-import logging
 import math
 import os
 import platform
-import signal
 import time
 from typing import Any, Sequence
 
@@ -46,13 +43,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
-from etils import epath
 import tqdm
 
+import checkpoints as checkpoints_lib
 import input_pipeline
 import tasks as tasks_lib
 import workdir as workdir_lib
+# CheckpointError is one of USER_ERRORS (experiments/cli.py looks it up here by
+# name); the loop passes fault_point as train.fault_point, which tests replace.
+from checkpoints import CheckpointError, fault_point
 from tasks import base as task_base
 from models import cells
 
@@ -75,10 +74,6 @@ STRUCTURAL_KEYS = frozenset({
     "seq_len", "max_len", "level", "copy", "tree_form"})
 
 
-class CheckpointError(RuntimeError):
-  """A checkpoint exists but cannot be restored."""
-
-
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN or infinite loss."""
 
@@ -94,54 +89,6 @@ WorkdirInUseError = workdir_lib.WorkdirInUseError
 # print these as one 'error: ...' line.
 USER_ERRORS = (ValueError, CheckpointError, NonFiniteLossError, RunInterrupted,
                WorkdirInUseError)
-
-
-# ----------------------------------------------------------------------------
-# Test hook: deterministic kills.
-
-FAULT_POINT_VARIABLE = "RNN_FAULT_POINT"
-_fault_point_passes = collections.Counter()
-
-
-def fault_point(name: str) -> None:
-  """Test hook: SIGKILLs this process at a named point of the loop.
-
-  With RNN_FAULT_POINT=NAME:COUNT in the environment, the COUNT-th pass
-  through point NAME kills the process (as a power cut or the OOM killer
-  would; tests/test_faults.py). Points: 'train_step' (after each step),
-  'metrics_line' (after each metrics.jsonl line), 'checkpoint_written'
-  (inside each checkpoint save: all files written, not yet committed),
-  'checkpoint_saved' (after each committed save: regular, then best).
-  Without the variable this does nothing.
-  """
-  spec = os.environ.get(FAULT_POINT_VARIABLE)
-  if not spec:
-    return
-  target, _, count = spec.partition(":")
-  if target != name:
-    return
-  _fault_point_passes[name] += 1
-  if _fault_point_passes[name] == int(count or 1):
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _arm_checkpoint_written_point() -> None:
-  """Makes orbax pass fault_point('checkpoint_written') just before it
-  commits a save (renames its temporary directory); only when the test hook
-  asks for that point."""
-  if not os.environ.get(FAULT_POINT_VARIABLE, "").startswith(
-      "checkpoint_written:"):
-    return
-  from orbax.checkpoint._src.path import atomicity  # pylint: disable=g-import-not-at-top
-  rename = atomicity.async_path.rename
-  if getattr(rename, "armed", False):
-    return
-
-  async def rename_after_fault_point(source, destination):
-    fault_point("checkpoint_written")
-    return await rename(source, destination)
-  rename_after_fault_point.armed = True
-  atomicity.async_path.rename = rename_after_fault_point
 
 
 @flax.struct.dataclass
@@ -329,192 +276,6 @@ class MetricsWriter:
       self._tb.close()
 
 
-def state_checksum(state) -> str:
-  """sha256 over every array of a train state (dtype, shape, bytes), in tree
-  order; saved in each checkpoint's meta and checked on restore."""
-  digest = hashlib.sha256()
-  for leaf in jax.tree_util.tree_leaves(jax.device_get(state)):
-    array = np.ascontiguousarray(np.asarray(leaf))
-    digest.update(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(array.tobytes())
-  return digest.hexdigest()
-
-
-def _fallback_advice(manager, directory: str, step: int) -> str:
-  """What to do about a checkpoint that cannot be used: the step to fall back to."""
-  step_dir = os.path.join(directory, str(step))
-  earlier = [s for s in manager.all_steps() if s < step]
-  if earlier:
-    return (f"Nothing was deleted: move {step_dir} away (e.g. to "
-            f"{step_dir}.damaged) to resume from checkpoint {max(earlier)}, "
-            f"or use a new --workdir.")
-  return (f"Nothing was deleted; {directory} keeps no earlier checkpoint: move "
-          f"{step_dir} away to start the run over, or use a new --workdir.")
-
-
-def _silence_orbax_failure_noise() -> None:
-  """After a failed restore, orbax's pending futures report the same failure
-  again through asyncio's logger when they are collected (hundreds of lines
-  at exit); the CheckpointError raised says all there is to say."""
-  logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-
-
-def _restore_items(manager, directory: str, step: int, **items) -> dict:
-  """manager.restore of the named items; every orbax failure (it raises many
-  types for damaged files) becomes one CheckpointError naming the checkpoint
-  and the step to fall back to."""
-  try:
-    return manager.restore(step, args=ocp.args.Composite(**items))
-  except Exception as e:  # pylint: disable=broad-except
-    _silence_orbax_failure_noise()
-    first_line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-    raise CheckpointError(
-        f"checkpoint {step} in {directory} cannot be restored "
-        f"({type(e).__name__}: {first_line[:200]}). "
-        f"{_fallback_advice(manager, directory, step)}") from e
-
-
-def _saved_params_shapes(directory: str, step: int) -> dict[str, tuple] | None:
-  """{param path: shape} as checkpoint `step` stores them; None if unreadable."""
-  path = epath.Path(directory) / str(step) / "state"
-  try:
-    saved = ocp.StandardCheckpointHandler().metadata(path)["params"]
-    return {jax.tree_util.keystr(p): tuple(m.shape)
-            for p, m in jax.tree_util.tree_leaves_with_path(saved)}
-  except Exception:  # pylint: disable=broad-except
-    return None  # the restore itself reports what is wrong
-
-
-def _check_config_fits(directory: str, step: int, like: TrainState) -> None:
-  """ValueError when the config builds params of other shapes than checkpoint
-  `step` holds: the config and the checkpoint disagree (the checkpoint is not
-  damaged)."""
-  saved = _saved_params_shapes(directory, step)
-  if saved is None:
-    return
-  expected = {jax.tree_util.keystr(p): tuple(x.shape)
-              for p, x in jax.tree_util.tree_leaves_with_path(like.params)}
-  differ = sorted(k for k in set(saved) | set(expected)
-                  if saved.get(k) != expected.get(k))
-  if differ:
-    details = "; ".join(f"params{k}: {saved.get(k)} in the checkpoint, "
-                        f"{expected.get(k)} under the config" for k in differ[:3])
-    raise ValueError(
-        f"the config and checkpoint {step} in {directory} disagree ({details}); "
-        f"the checkpoint is intact: use the config the run was trained with "
-        f"(its config.json), without overrides that change the model")
-
-
-def _template_for(meta: dict, like: TrainState) -> TrainState:
-  """`like`, with the optimizer state laid out as the config the checkpoint
-  was saved under lays it out (e.g. without a clipping stage before the run
-  was resumed with grad_clip_norm set)."""
-  saved = meta.get("config")
-  if not saved:
-    return like
-  try:
-    saved_tx = make_optimizer(ml_collections.ConfigDict(saved))
-  except (ValueError, KeyError, AttributeError):
-    return like  # a config of an older version: restore as it is laid out now
-  opt_state = jax.eval_shape(saved_tx.init, like.params)
-  if (jax.tree_util.tree_structure(opt_state)
-      == jax.tree_util.tree_structure(like.opt_state)):
-    return like
-  return like.replace(opt_state=opt_state)
-
-
-def _into_structure(opt_state, like, directory: str, step: int):
-  """The restored optimizer state's arrays in the structure of `like`'s (the
-  optimizer of the config in use); ValueError if the arrays do not fit."""
-  leaves = jax.tree_util.tree_leaves(opt_state)
-  wanted = jax.tree_util.tree_leaves(like)
-  if [(np.shape(a), np.result_type(a)) for a in leaves] != [
-      (np.shape(b), np.result_type(b)) for b in wanted]:
-    raise ValueError(
-        f"the config and checkpoint {step} in {directory} disagree: the "
-        f"config's optimizer keeps other state than the one the checkpoint "
-        f"was trained with; change only settings such as learning_rate or "
-        f"grad_clip_norm on resume")
-  return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(like), leaves)
-
-
-def _restore(manager, directory: str, step: int, like: TrainState, **extra):
-  """Restores `step`'s train state into the structure of `like`, checked
-  against the checksum saved with it, its meta, and the `extra` items.
-
-  Returns {'state', 'meta', **extra}. Errors: ValueError when the config and
-  the checkpoint disagree (other shapes); CheckpointError, naming the
-  checkpoint and the step to fall back to, when its files are damaged.
-  """
-  meta = _restore_items(manager, directory, step,
-                        meta=ocp.args.JsonRestore())["meta"]
-  template = _template_for(meta, like)
-  _check_config_fits(directory, step, template)
-  abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, template)
-  restored = _restore_items(manager, directory, step,
-                            state=ocp.args.StandardRestore(abstract), **extra)
-  state = restored["state"]
-  if template is not like:
-    state = state.replace(opt_state=_into_structure(
-        state.opt_state, like.opt_state, directory, step))
-  expected = meta.get("checksum")  # absent from checkpoints of older versions
-  if expected and state_checksum(state) != expected:
-    raise CheckpointError(
-        f"checkpoint {step} in {directory} is damaged: its arrays do not match "
-        f"the sha256 recorded when it was saved. "
-        f"{_fallback_advice(manager, directory, step)}")
-  return {**restored, "state": state, "meta": meta}
-
-
-class Checkpoints:
-  """Orbax CheckpointManager over (train state, data position, metadata).
-
-  Each save records state_checksum(state) in the metadata; restore checks it.
-  """
-
-  def __init__(self, directory: str, max_to_keep: int):
-    check_max_checkpoints_to_keep(max_to_keep)
-    _arm_checkpoint_written_point()
-    self.directory = directory
-    options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True,
-        enable_async_checkpointing=False)
-    self._manager = ocp.CheckpointManager(directory, options=options)
-
-  def latest_step(self) -> int | None:
-    return self._manager.latest_step()
-
-  def all_steps(self) -> list[int]:
-    return sorted(self._manager.all_steps())
-
-  def delete(self, step: int) -> None:
-    self._manager.delete(step)
-
-  def save(self, state: TrainState, data_state: dict, meta: dict) -> None:
-    step = int(state.step)
-    meta = {**meta, "checksum": state_checksum(state)}
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state),
-        meta=ocp.args.JsonSave(meta)), force=True)
-    self._manager.wait_until_finished()
-    fault_point("checkpoint_saved")
-
-  def restore(self, step: int, like: TrainState):
-    restored = _restore(self._manager, self.directory, step, like,
-                        data=ocp.args.JsonRestore())
-    state = restored["state"]
-    bad = [jax.tree_util.keystr(path) for path, leaf in
-           jax.tree_util.tree_leaves_with_path(state.params)
-           if not np.all(np.isfinite(np.asarray(leaf)))]
-    if bad:
-      raise CheckpointError(f"checkpoint {step} in {self.directory} holds "
-                            f"non-finite params at {bad[:3]}")
-    return state, restored["data"], restored["meta"]
-
-  def close(self):
-    self._manager.close()
-
-
 def _hardware() -> str:
   device = jax.devices()[0]
   return (f"{device.platform}:{device.device_kind} x{jax.device_count()}, "
@@ -602,12 +363,6 @@ def _commit_config(workdir: str, plan: ConfigPlan, writer: MetricsWriter,
                            sort_keys=True)
 
 
-def check_max_checkpoints_to_keep(value: int) -> None:
-  if not isinstance(value, int) or value < 1:
-    raise ValueError(f"max_checkpoints_to_keep: expected an integer >= 1 (a "
-                     f"rerun resumes from the latest checkpoint), got {value!r}")
-
-
 def validate_config(config) -> None:
   """Fails fast, with the key's name, on values that would fail much later.
 
@@ -642,8 +397,6 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
 
 # ----------------------------------------------------------------------------
 # The loop.
-
-BEST_DIR = "best_checkpoint"  # under WORKDIR: the state at the best evaluation
 
 
 def initial_state(config, task, tx) -> TrainState:
@@ -691,50 +444,9 @@ def load_trained(workdir: str, step: int | None = None,
     config[key] = value
   task = tasks_lib.build(config)
   like = initial_state(config, task, make_optimizer(config))
-  params, step = restore_eval_params(workdir, like, step, best=best)
+  params, step = checkpoints_lib.restore_eval_params(
+      workdir, like, step, best=best, make_optimizer=make_optimizer)
   return config, task, params, step
-
-
-@contextlib.contextmanager
-def _absl_warnings_silenced():
-  absl_logger = logging.getLogger("absl")
-  level = absl_logger.level
-  absl_logger.setLevel(logging.ERROR)
-  try:
-    yield
-  finally:
-    absl_logger.setLevel(level)
-
-
-def restore_eval_params(workdir: str, like: TrainState, step: int | None = None,
-                        *, best: bool = False):
-  """Read-only restore of checkpoint `step` (default: the latest; best=True:
-  the one kept by config.best_metric) into the structure of `like`.
-
-  Returns (the params evaluations use, the step). Errors are ValueError (no
-  such checkpoint or a config that disagrees with it) or CheckpointError
-  (damaged files).
-  """
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False,
-                                         cleanup_tmp_directories=False,
-                                         save_interval_steps=0)
-  directory = os.path.join(workdir, BEST_DIR if best else "checkpoints")
-  if best and not os.path.isdir(directory):
-    raise ValueError(f"workdir: {workdir} has no {BEST_DIR} (the run kept none: "
-                     f"set config.best_metric, e.g. 'valid/perplexity:min')")
-  with _absl_warnings_silenced():  # orbax warns that read_only is read-only
-    manager = ocp.CheckpointManager(directory, options=options)
-  with manager:
-    available = list(manager.all_steps())
-    step = manager.latest_step() if step is None else step
-    if step is None:
-      raise ValueError(f"workdir: {workdir} has no checkpoint yet")
-    if step not in available:
-      raise ValueError(f"step: no checkpoint {step} in {directory}; there are "
-                       f"{sorted(available)}")
-    restored = _restore(manager, directory, step, like)
-  return restored["state"].eval_params(), int(step)
 
 
 def _check_run_files(workdir: str, task) -> None:
@@ -789,33 +501,6 @@ def train_and_evaluate(config, workdir: str, *,
                              allow_config_change)
 
 
-def _reconcile_best_checkpoint(best_checkpoints: Checkpoints,
-                               restored_step: int | None, state: TrainState,
-                               data_state: dict, meta: dict) -> None:
-  """Makes best_checkpoint/ hold the best evaluation up to the restored step.
-
-  Checkpoints commit before the best checkpoint, so a kill leaves the best
-  one missing (killed between the two: the restored state is that best
-  evaluation's state, saved again here) or with the previous best not yet
-  deleted. Workdirs of older versions, which saved the best checkpoint first,
-  can hold one from beyond the restored step: deleted, as training repeats
-  that step exactly.
-  """
-  best = meta.get("best")
-  best_step = best["step"] if best else None
-  for step in best_checkpoints.all_steps():
-    if step != best_step:
-      best_checkpoints.delete(step)
-  if best_step is None or best_step in best_checkpoints.all_steps():
-    return
-  if best_step == restored_step:
-    best_checkpoints.save(state, data_state, meta)
-  else:
-    print(f"warning: {best_checkpoints.directory} lacks the checkpoint of the "
-          f"best evaluation (step {best_step}); the next better evaluation "
-          f"replaces it", flush=True)
-
-
 def _train_in_workdir(config, workdir: str, task, tx, state: TrainState,
                       allow_config_change: Sequence[str]) -> dict[str, Any]:
   """train_and_evaluate's loop, run while holding the workdir's lock."""
@@ -825,12 +510,15 @@ def _train_in_workdir(config, workdir: str, task, tx, state: TrainState,
   best_spec = parse_best_metric(config.get("best_metric", ""))
   cleanup = contextlib.ExitStack()
   with cleanup:
-    checkpoints = Checkpoints(os.path.join(workdir, "checkpoints"),
-                              config.max_checkpoints_to_keep)
+    checkpoints = checkpoints_lib.Checkpoints(
+        os.path.join(workdir, "checkpoints"), config.max_checkpoints_to_keep,
+        make_optimizer=make_optimizer)
     cleanup.callback(checkpoints.close)
     best_checkpoints = None
     if best_spec:
-      best_checkpoints = Checkpoints(os.path.join(workdir, BEST_DIR), 1)
+      best_checkpoints = checkpoints_lib.Checkpoints(
+          os.path.join(workdir, checkpoints_lib.BEST_DIR), 1,
+          make_optimizer=make_optimizer)
       cleanup.callback(best_checkpoints.close)
     writer = MetricsWriter(workdir)
     cleanup.callback(writer.close)
@@ -843,8 +531,8 @@ def _train_in_workdir(config, workdir: str, task, tx, state: TrainState,
             flush=True)
     writer.drop_after(latest or 0)
     if best_checkpoints is not None:
-      _reconcile_best_checkpoint(best_checkpoints, latest, state,
-                                 task.train_batches.get_state(), meta)
+      checkpoints_lib.reconcile_best_checkpoint(
+          best_checkpoints, latest, state, task.train_batches.get_state(), meta)
     _commit_config(workdir, plan, writer, latest or 0)
 
     train_step, eval_step = make_steps(task, tx, config.get("ema_decay", 0.0))

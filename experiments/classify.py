@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
+import checkpoints
 import input_pipeline
 import train
 from corpora import sentiment as sentiment_data
@@ -206,8 +207,9 @@ def load(workdir: str, step: int | None = None, *, best: bool = False) -> Loaded
   vocabularies = run_vocabularies(workdir, config)
   model = build_model(config, vocabularies)
   try:
-    params, step = train.restore_eval_params(
-        workdir, _restore_template(config, model), step, best=best)
+    params, step = checkpoints.restore_eval_params(
+        workdir, _restore_template(config, model), step, best=best,
+        make_optimizer=train.make_optimizer)
   except ValueError as e:
     if "disagree" not in str(e):
       raise

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from absl import flags
 
+import checkpoints
 import tasks as tasks_lib
 import train
 from corpora import gettext_parallel
@@ -82,7 +83,8 @@ def load(workdir: str, step: int | None = None) -> Loaded:
       step=jnp.asarray(0, jnp.int32), params=params, opt_state=tx.init(params),
       rng=jax.random.PRNGKey(0),
       ema_params=params if config.get("ema_decay", 0.0) > 0 else ())
-  params, step = train.restore_eval_params(workdir, like, step)
+  params, step = checkpoints.restore_eval_params(
+      workdir, like, step, make_optimizer=train.make_optimizer)
   return Loaded(config, model, params, source_vocab, target_vocab, step)
 
 

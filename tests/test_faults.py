@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 
+import checkpoints
 import input_pipeline
 import train
 import workdir as workdir_lib
@@ -47,9 +48,9 @@ def read_metrics(workdir):
 
 def launch(workdir, *flags_, fault_point=None, module="experiments.adding"):
   env = dict(os.environ)
-  env.pop(train.FAULT_POINT_VARIABLE, None)
+  env.pop(checkpoints.FAULT_POINT_VARIABLE, None)
   if fault_point:
-    env[train.FAULT_POINT_VARIABLE] = fault_point
+    env[checkpoints.FAULT_POINT_VARIABLE] = fault_point
   return subprocess.run(
       [sys.executable, "-m", module, f"--workdir={workdir}", *flags_],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -80,7 +81,7 @@ def test_kill_at_any_point_then_rerun_matches_uninterrupted(tmp_path):
     assert read_metrics(workdir) == expected, (point, where)
     summary = json.loads((workdir / "summary.json").read_text())
     assert summary["best"] == expected_best, (point, where)
-    assert os.listdir(workdir / train.BEST_DIR) == [str(expected_best["step"])]
+    assert os.listdir(workdir / checkpoints.BEST_DIR) == [str(expected_best["step"])]
     assert not (workdir / workdir_lib.LOCK_FILE).exists()
 
 
@@ -120,7 +121,7 @@ def test_damaged_arrays_are_refused_with_one_line_naming_the_step(tmp_path):
   data[len(data) // 2] ^= 0x01
   largest.write_bytes(bytes(data))
   config.num_train_steps = 30
-  with pytest.raises(train.CheckpointError) as error:
+  with pytest.raises(checkpoints.CheckpointError) as error:
     train.train_and_evaluate(config, str(tmp_path))
   message = str(error.value)
   assert "\n" not in message

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+import checkpoints
 import input_pipeline
 import train
 import workdir as workdir_lib
@@ -160,7 +161,7 @@ def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path):
     path.write_bytes(b"garbage")
   before = sorted(str(p) for p in (tmp_path / "checkpoints").rglob("*"))
   config.num_train_steps = 30
-  with pytest.raises(train.CheckpointError, match="checkpoint 20 .* cannot be restored"):
+  with pytest.raises(checkpoints.CheckpointError, match="checkpoint 20 .* cannot be restored"):
     train.train_and_evaluate(config, str(tmp_path))
   assert sorted(str(p) for p in (tmp_path / "checkpoints").rglob("*")) == before
 
@@ -235,11 +236,11 @@ def test_sigkill_then_rerun_matches_uninterrupted(tmp_path):
   assert straight.returncode == 0, straight.stderr[-2000:]
 
   process = _launch(tmp_path / "killed", *run_flags, wait=False)
-  checkpoints = tmp_path / "killed" / "checkpoints"
+  checkpoint_dir = tmp_path / "killed" / "checkpoints"
   deadline = time.time() + 120
   while time.time() < deadline and process.poll() is None:
-    if checkpoints.is_dir() and any(p.name.isdigit() and int(p.name) >= 40
-                                    for p in checkpoints.iterdir()):
+    if checkpoint_dir.is_dir() and any(p.name.isdigit() and int(p.name) >= 40
+                                       for p in checkpoint_dir.iterdir()):
       break
     time.sleep(0.05)
   assert process.poll() is None, "run finished before it could be killed"
