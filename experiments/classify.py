@@ -58,7 +58,6 @@ from tasks import sentiment as sentiment_task
 from tasks import tagging as tagging_task
 
 TASKS = ("sentiment", "tagging")
-LABELS = ("negative", "positive")    # corpora.sentiment: 0 negative, 1 positive
 MAX_TAGGED_WORDS = 256   # longer tagging inputs are tagged in pieces of this
 MAX_LISTED = 20          # unknown words or characters named in a note
 DEFAULT_BATCH_SIZE = 64
@@ -389,7 +388,7 @@ def _answer(loaded: Loaded, prepared: Prepared, predictions: list[np.ndarray]) -
   if loaded.config.task == "sentiment":
     probabilities = predictions[0]
     label = int(np.argmax(probabilities))
-    return f"{LABELS[label]} {float(probabilities[label]):.3f}"
+    return f"{sentiment_task.LABEL_NAMES[label]} {float(probabilities[label]):.3f}"
   tags = loaded.vocabularies.tags.decode(np.concatenate(predictions))
   return " ".join(f"{word}/{tag}" for word, tag in zip(prepared.words, tags))
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from typing import NamedTuple, Sequence
 
 import jax.numpy as jnp
@@ -142,12 +141,6 @@ def build_model(config, vocab_size: int) -> classifier.SequenceClassifier:
                          bidirectional=config.bidirectional,
                          dropout_rate=config.dropout_rate)
   return classifier.SequenceClassifier(encoder, num_outputs=2, pooling=config.pooling)
-
-
-def run_vocabulary(workdir: str) -> input_pipeline.Vocabulary:
-  """The vocabulary a run in WORKDIR was trained with (its vocabulary.txt)."""
-  with open(os.path.join(workdir, VOCABULARY_FILE), "rb") as f:
-    return input_pipeline.read_vocabulary_file(f.read())
 
 
 def build(config) -> base.Task:

@@ -16,6 +16,7 @@ import input_pipeline
 import train
 from corpora import sentiment as sentiment_data
 from corpora import ud
+from experiments import classify
 from experiments import confusion as confusion_tool
 from experiments import evaluate as evaluate_tool
 from experiments.configs import rules
@@ -291,7 +292,8 @@ def test_sentiment_trains_and_writes_its_vocabulary(fake_reviews, tmp_path):
   assert summary["metrics"]["test"]["examples"] == 3
   assert {"precision/negative", "recall/positive", "macro_f1"} <= set(
       summary["metrics"]["test"])
-  assert sentiment.run_vocabulary(str(tmp_path)).tokens[:2] == ["<pad>", "<unk>"]
+  vocab = classify.read_run_vocabulary(str(tmp_path), sentiment.VOCABULARY_FILE)
+  assert vocab.tokens[:2] == ["<pad>", "<unk>"]
 
 
 SENTENCES = {
