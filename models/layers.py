@@ -110,9 +110,7 @@ class RNN(nn.Module):
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     for name in ("dropout_rate", "input_dropout_rate",
                  "recurrent_dropout_rate"):
-      value = getattr(self, name)
-      if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name}: expected a value in [0, 1), got {value!r}")
+      unroll.check_rate(name, getattr(self, name))
 
   @nn.nowrap
   def cell_functions(self) -> cells_lib.Cell:

@@ -187,7 +187,7 @@ def _check_unroll(unroll: Any) -> None:
                      f"iteration), got {unroll!r}")
 
 
-def _check_rate(name: str, rate: Any) -> None:
+def check_rate(name: str, rate: Any) -> None:
   """ValueError naming `name` unless rate is a (Python or NumPy) number in
   [0, 1)."""
   try:
@@ -277,8 +277,8 @@ def variational_masks(rng: jax.Array, batch: int, input_size: int,
     (input_mask [B, I], recurrent_mask [B, H]); each None where its rate is 0,
     so that no mask operation is traced.
   """
-  _check_rate("input_rate", input_rate)
-  _check_rate("recurrent_rate", recurrent_rate)
+  check_rate("input_rate", input_rate)
+  check_rate("recurrent_rate", recurrent_rate)
   k_input, k_recurrent = jax.random.split(rng)
 
   def draw(key, rate, size):
@@ -534,8 +534,8 @@ def _check_variational(cell, input_dropout_rate, recurrent_dropout_rate):
   rate above 0 has a cell that supports it (checked with or without an rng,
   so a model that trains also evaluates)."""
   _check_cell(cell)
-  _check_rate("input_dropout_rate", input_dropout_rate)
-  _check_rate("recurrent_dropout_rate", recurrent_dropout_rate)
+  check_rate("input_dropout_rate", input_dropout_rate)
+  check_rate("recurrent_dropout_rate", recurrent_dropout_rate)
   if float(recurrent_dropout_rate) > 0.0:
     _check_recurrent_support(cell, "recurrent_dropout_rate")
 
@@ -653,11 +653,5 @@ def _check_layers(layers, initial_states, dropout_rate) -> list[Params]:
            else type(initial_states).__name__)
     raise ValueError(f"initial_states: expected {len(layers)} entries (one per "
                      f"layer), got {got}")
-  try:
-    rate_ok = (not isinstance(dropout_rate, (str, bytes))
-               and 0.0 <= float(dropout_rate) < 1.0)
-  except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
-    rate_ok = False
-  if not rate_ok:
-    raise ValueError(f"dropout_rate: expected a value in [0, 1), got {dropout_rate!r}")
+  check_rate("dropout_rate", dropout_rate)
   return layers
