@@ -35,7 +35,7 @@ import math
 import os
 import platform
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax
 import ml_collections
@@ -72,6 +72,10 @@ STRUCTURAL_KEYS = frozenset({
     "gru_reset_after", "rnn_activation", "num_symbols", "objective",
     "optimizer", "ema_decay", "seed", "data_seed", "dataset", "batch_size",
     "seq_len", "max_len", "level", "copy", "tree_form"})
+
+
+# on_evaluation(step, {split: {metric: value}}): see train_and_evaluate.
+EvaluationCallback = Callable[[int, dict[str, dict[str, float]]], None]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -466,7 +470,9 @@ def _check_run_files(workdir: str, task) -> None:
 
 
 def train_and_evaluate(config, workdir: str, *,
-                       allow_config_change: Sequence[str] = ()) -> dict[str, Any]:
+                       allow_config_change: Sequence[str] = (),
+                       on_evaluation: EvaluationCallback | None = None
+                       ) -> dict[str, Any]:
   """Trains config.task until a budget or the solved criterion; returns summary.
 
   Returns {'step', 'examples_seen', 'solved', 'metrics': {split: {...}},
@@ -484,6 +490,11 @@ def train_and_evaluate(config, workdir: str, *,
       metrics.jsonl at the resumed step and config.json is updated. Keys that
       change the model, the optimizer's state or the data (STRUCTURAL_KEYS)
       are refused.
+    on_evaluation: called as on_evaluation(step, results) after each
+      evaluation's checkpoint has committed, results being {split: {metric:
+      value}} (the mean over replicas in a replicated run). An exception it
+      raises (e.g. optuna.TrialPruned) ends the run and propagates; the run
+      resumes from that checkpoint if started again.
 
   Raises ValueError (bad config, a different config in the workdir),
   CheckpointError, NonFiniteLossError, RunInterrupted (Ctrl-C) and
@@ -498,11 +509,13 @@ def train_and_evaluate(config, workdir: str, *,
   state = initial_state(config, task, tx)
   with workdir_lib.lock(workdir):
     return _train_in_workdir(config, workdir, task, tx, state,
-                             allow_config_change)
+                             allow_config_change, on_evaluation)
 
 
 def _train_in_workdir(config, workdir: str, task, tx, state: TrainState,
-                      allow_config_change: Sequence[str]) -> dict[str, Any]:
+                      allow_config_change: Sequence[str],
+                      on_evaluation: EvaluationCallback | None
+                      ) -> dict[str, Any]:
   """train_and_evaluate's loop, run while holding the workdir's lock."""
   plan = _plan_config(workdir, config, allow_config_change)
   _check_run_files(workdir, task)
@@ -603,6 +616,8 @@ def _train_in_workdir(config, workdir: str, task, tx, state: TrainState,
       if is_best:
         best_checkpoints.save(state, task.train_batches.get_state(), record)
       last_good = step
+      if on_evaluation is not None:
+        on_evaluation(step, results)
 
     def resume_point() -> str:
       if last_good is None:
