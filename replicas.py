@@ -131,6 +131,14 @@ def stack(trees: Sequence[Any]) -> Any:
   return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
+def stacked_template(tree: Any, num_replicas: int) -> Any:
+  """The abstract [K, ...] pytree of K copies of `tree` (arrays or
+  jax.ShapeDtypeStruct leaves): a template to restore a checkpoint into."""
+  return jax.tree_util.tree_map(
+      lambda leaf: jax.ShapeDtypeStruct((num_replicas,) + tuple(np.shape(leaf)),
+                                        leaf.dtype), tree)
+
+
 def take(tree: Any, replica: int) -> Any:
   """Replica `replica` of a stacked pytree."""
   return jax.tree_util.tree_map(lambda leaf: leaf[replica], tree)
@@ -142,9 +150,12 @@ def _padded_stack(arrays: list[np.ndarray], name: str) -> np.ndarray:
   axes or the ranks differ."""
   first = arrays[0]
   if any(a.ndim != first.ndim or a.shape[:1] != first.shape[:1] for a in arrays):
-    raise ValueError(f"replicas: batches of the replicas disagree in "
-                     f"'{name}' beyond padding: shapes "
-                     f"{[a.shape for a in arrays]}")
+    raise ValueError(
+        f"num_replicas: this task's training batches differ in size along the "
+        f"first axis of '{name}' (shapes {[a.shape for a in arrays]}; e.g. "
+        f"trees packed node by node), so the replicas' batches cannot be "
+        f"stacked; train the seeds as separate runs (experiments.sweep can "
+        f"sweep seed)")
   shape = tuple(max(sizes) for sizes in zip(*(a.shape for a in arrays)))
   out = np.zeros((len(arrays),) + shape, first.dtype)
   for r, a in enumerate(arrays):
@@ -173,6 +184,15 @@ class ReplicaBatches(Iterator[dict]):
       raise ValueError("replicas: the replicas' batches hold other keys")
     return {k: _padded_stack([np.asarray(b[k]) for b in self.last_batches], k)
             for k in keys}
+
+  def check_stackable(self) -> None:
+    """Draws one batch per replica and goes back: ValueError now, before a
+    workdir is written, if the task's batches cannot be stacked."""
+    position = self.get_state()
+    try:
+      next(self)
+    finally:
+      self.set_state(position)
 
   def get_state(self) -> dict[str, Any]:
     return {"kind": "replicas",

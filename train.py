@@ -503,6 +503,20 @@ def load_trained(workdir: str, step: int | None = None,
                        f"are {sorted(config)}")
     config[key] = value
   num_replicas = replicas_lib.count(config)
+  config = replica_config_of(workdir, config, replica)
+  task = tasks_lib.build(config)
+  like = initial_state(config, task, make_optimizer(config))
+  params, step = restore_replica_params(workdir, like, num_replicas, step,
+                                        best=best, replica=replica)
+  return config, task, params, step
+
+
+def replica_config_of(workdir: str, config, replica: int | None):
+  """The config of the one model a tool reads from a run's config: the run's
+  own (one model), or replica `replica`'s single run (replicas.replica_config);
+  ValueError when `replica` is missing for a run of K > 1 replicas, or given
+  for a run of one."""
+  num_replicas = replicas_lib.count(config)
   if num_replicas == 1 and replica not in (None, 0):
     raise ValueError(f"replica: {workdir} holds one model, not replicas; got "
                      f"replica {replica}")
@@ -510,19 +524,22 @@ def load_trained(workdir: str, step: int | None = None,
     raise ValueError(f"replica: {workdir} holds {num_replicas} replicas "
                      f"(seeds {config.seed}..{config.seed + num_replicas - 1}); "
                      f"choose one, e.g. --replica=0")
-  if num_replicas == 1:
-    task = tasks_lib.build(config)
-    like = initial_state(config, task, make_optimizer(config))
-  else:
-    config = replicas_lib.replica_config(config, replica)
-    task = tasks_lib.build(config)
-    one = initial_state(config, task, make_optimizer(config))
-    like = replicas_lib.stack([one] * num_replicas).replace(step=one.step)
+  return config if num_replicas == 1 else replicas_lib.replica_config(config, replica)
+
+
+def restore_replica_params(workdir: str, like: TrainState, num_replicas: int,
+                           step: int | None = None, *, best: bool = False,
+                           replica: int | None = None):
+  """checkpoints.restore_eval_params for one model's template `like`, from a
+  run of `num_replicas` (its replica `replica` when K > 1) -> (params, step)."""
+  if num_replicas > 1:
+    like = replicas_lib.stacked_template(like, num_replicas).replace(
+        step=like.step)
   params, step = checkpoints_lib.restore_eval_params(
       workdir, like, step, best=best, make_optimizer=make_optimizer)
   if num_replicas > 1:
     params = replicas_lib.take(params, replica)
-  return config, task, params, step
+  return params, step
 
 
 def _check_run_files(workdir: str, task) -> None:
@@ -637,6 +654,7 @@ def build_program(config) -> Program:
   states = [initial_state(single, task, make_optimizer(single))
             for single, task in zip(singles, tasks)]
   batches = replicas_lib.ReplicaBatches([task.train_batches for task in tasks])
+  batches.check_stackable()
   hyper = replicas_lib.hyperparameters(config)
   train_step, eval_step = make_replicated_steps(tasks[0], config, ema_decay)
 

@@ -33,11 +33,6 @@ from benchmarks import timing
 from experiments.configs import adding as adding_config
 from experiments.configs import ptb as ptb_config
 
-flags.DEFINE_list("tasks", ["adding", "adding_h16", "ptb"],
-                  "Models to time: adding, adding_h16 (16 units), ptb.")
-flags.DEFINE_list("replicas", ["1", "2", "4", "8", "16"], "Values of K.")
-flags.DEFINE_integer("rounds", 5, "Interleaved rounds (medians over them).")
-flags.DEFINE_integer("calls", 20, "Timed steps per implementation per round.")
 
 def _adding(hidden_size: int = 128):
   config = adding_config.get_config("100")
@@ -132,5 +127,15 @@ def main(argv):
             f"({replicated_rate:.0%}) | {row['speedup']:.2f}x |", flush=True)
 
 
+def define_flags() -> None:
+  """The command line's flags (defined when run, so importing adds none)."""
+  flags.DEFINE_list("tasks", ["adding", "adding_h16", "ptb"],
+                    "Models to time: adding, adding_h16 (16 units), ptb.")
+  flags.DEFINE_list("replicas", ["1", "2", "4", "8", "16"], "Values of K.")
+  flags.DEFINE_integer("rounds", 5, "Interleaved rounds (medians over them).")
+  flags.DEFINE_integer("calls", 20, "Timed steps per implementation per round.")
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -265,3 +265,32 @@ def test_stack_take_and_padded_batches():
       {"position": 1}, {"position": 1}]}
   with pytest.raises(ValueError, match="not that of 2 replicas"):
     batches.set_state({"kind": "generated"})
+
+  class Packed(Stream):  # trees packed node by node: no common first axis
+    def __next__(self):
+      self.position += 1
+      return {"inputs": np.ones((self.length,), np.int32)}
+
+  packed = replicas.ReplicaBatches([Packed(3), Packed(5)])
+  with pytest.raises(ValueError, match="cannot be stacked"):
+    packed.check_stackable()
+  assert packed.get_state()["replicas"] == [{"position": 0}, {"position": 0}]
+
+
+def test_tools_read_one_replica_of_a_replicated_run(test_text_fixture, tmp_path):
+  from experiments import classify  # pylint: disable=g-import-not-at-top
+  config = test_text_tasks.small_sentiment_config(
+      num_train_steps=2, eval_every_steps=2, log_every_steps=2,
+      progress_bar=False, num_replicas=2)
+  train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(ValueError, match="holds 2 replicas"):
+    classify.load(str(tmp_path))
+  loaded = classify.load(str(tmp_path), replica=1)
+  _, _, params, _ = train.load_trained(str(tmp_path), replica=1)
+  _, _, other, _ = train.load_trained(str(tmp_path), replica=0)
+  for got, expected in zip(jax.tree_util.tree_leaves(loaded.params),
+                           jax.tree_util.tree_leaves(params)):
+    np.testing.assert_array_equal(got, expected)
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(other)))
+  assert loaded.config.seed == 1
