@@ -45,6 +45,7 @@ import signal
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -385,3 +386,38 @@ def reconcile_best_checkpoint(best_checkpoints: Checkpoints,
     print(f"warning: {best_checkpoints.directory} lacks the checkpoint of the "
           f"best evaluation (step {best_step}); the next better evaluation "
           f"replaces it", flush=True)
+
+
+def reconcile_replicas_best_checkpoint(best_checkpoints: Checkpoints,
+                                       restored_step: int | None,
+                                       state: TrainState, data_state: dict,
+                                       meta: dict, bests: list[dict | None],
+                                       merge) -> TrainState:
+  """reconcile_best_checkpoint for K replicas: returns the state whose replica
+  r is replica r's best evaluation (the loop merges later improvements into
+  it), after making best_checkpoint/ hold it.
+
+  best_checkpoint/ holds one merged state, saved at the last step any replica
+  improved; `bests` are the replicas' best records ({'step', ...} or None)
+  and `merge(old, new, [K] bool)` takes the flagged replicas from `new`.
+  """
+  steps = [b["step"] if b else None for b in bests]
+  newest = max((s for s in steps if s is not None), default=None)
+  saved = best_checkpoints.all_steps()
+  if newest in saved:
+    best = best_checkpoints.restore(newest, state)[0]
+  else:
+    older = [s for s in saved if newest is None or s < newest]
+    best = (best_checkpoints.restore(max(older), state)[0] if older else
+            jax.tree_util.tree_map(jnp.copy, state))
+    if newest is not None and newest == restored_step:
+      best = merge(best, state, [s == restored_step for s in steps])
+      best_checkpoints.save(best, data_state, meta)
+    elif newest is not None:
+      print(f"warning: {best_checkpoints.directory} lacks the checkpoint of the "
+            f"best evaluations (step {newest}); the next better evaluation of "
+            f"each replica replaces it", flush=True)
+  for step in best_checkpoints.all_steps():
+    if step != newest:
+      best_checkpoints.delete(step)
+  return best

@@ -47,6 +47,7 @@ import tqdm
 
 import checkpoints as checkpoints_lib
 import input_pipeline
+import replicas as replicas_lib
 import tasks as tasks_lib
 import workdir as workdir_lib
 # CheckpointError is one of USER_ERRORS (experiments/cli.py looks it up here by
@@ -71,7 +72,8 @@ STRUCTURAL_KEYS = frozenset({
     "input_feeding", "mlp_size", "mlp_layers", "learn_initial_state",
     "gru_reset_after", "rnn_activation", "num_symbols", "objective",
     "optimizer", "ema_decay", "seed", "data_seed", "dataset", "batch_size",
-    "seq_len", "max_len", "level", "copy", "tree_form"})
+    "seq_len", "max_len", "level", "copy", "tree_form", "num_replicas",
+    "replica_sweep"})
 
 
 # on_evaluation(step, {split: {metric: value}}): see train_and_evaluate.
@@ -116,14 +118,18 @@ _OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 _SCHEDULES = ("constant", "cosine", "step")
 
 
-def make_schedule(config) -> optax.Schedule:
+def make_schedule(config, hyper: dict[str, Any] | None = None) -> optax.Schedule:
   """Learning rate per step: warmup, then constant, cosine or step decay.
+
+  `hyper` overrides config numbers (replicas.SWEEPABLE) with possibly traced
+  values: one replica's swept learning_rate or lr_decay_factor.
 
   'cosine' decays to 0 over lr_decay_steps (default: num_train_steps) and
   stays there. 'step' multiplies the rate by lr_decay_factor every lr_decay_every_steps
   steps once lr_decay_start_step is reached (Zaremba et al.'s schedule).
   """
-  lr = config.learning_rate
+  hyper = hyper or {}
+  lr = hyper.get("learning_rate", config.learning_rate)
   name = config.get("lr_schedule", "constant")
   if name not in _SCHEDULES:
     raise ValueError(f"lr_schedule: unknown schedule {name!r}; known are "
@@ -135,7 +141,7 @@ def make_schedule(config) -> optax.Schedule:
     schedule = optax.cosine_decay_schedule(lr, max(horizon, 1))
   else:
     start, every = config.lr_decay_start_step, config.lr_decay_every_steps
-    factor = config.lr_decay_factor
+    factor = hyper.get("lr_decay_factor", config.lr_decay_factor)
 
     def schedule(step):
       decays = jnp.maximum(0, (step - start) // every + 1)
@@ -147,23 +153,29 @@ def make_schedule(config) -> optax.Schedule:
   return schedule
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def make_optimizer(config, hyper: dict[str, Any] | None = None
+                   ) -> optax.GradientTransformation:
+  """config's optimiser; `hyper` overrides its numbers as make_schedule's does
+  (a swept grad_clip_norm is > 0, so the layout is the same for every value)."""
+  hyper = hyper or {}
   name = config.optimizer
   if name not in _OPTIMIZERS:
     raise ValueError(f"optimizer: unknown optimizer {name!r}; known are "
                      f"{list(_OPTIMIZERS)}")
-  schedule = make_schedule(config)
+  schedule = make_schedule(config, hyper)
   if name == "sgd":
     opt = optax.sgd(schedule)
   elif name == "momentum":
-    opt = optax.sgd(schedule, momentum=config.momentum, nesterov=False)
+    opt = optax.sgd(schedule, momentum=hyper.get("momentum", config.momentum),
+                    nesterov=False)
   elif name == "adam":
     opt = optax.adam(schedule)
   else:
     opt = optax.rmsprop(schedule)
   parts = []
-  if config.grad_clip_norm:
-    parts.append(optax.clip_by_global_norm(config.grad_clip_norm))
+  if "grad_clip_norm" in hyper or config.grad_clip_norm:
+    parts.append(optax.clip_by_global_norm(
+        hyper.get("grad_clip_norm", config.grad_clip_norm)))
   parts.append(opt)
   return optax.chain(*parts)
 
@@ -171,15 +183,15 @@ def make_optimizer(config) -> optax.GradientTransformation:
 # ----------------------------------------------------------------------------
 # Steps.
 
-def make_steps(task, tx, ema_decay: float = 0.0):
-  """-> (train_step, eval_step), both jitted; compiled once per batch shape.
+def _step_bodies(task, ema_decay: float):
+  """-> (train_body(state, batch, tx), eval_body(params, batch, carry)), unjitted.
 
   ema_decay > 0 keeps ema = decay * ema + (1 - decay) * params after each
   step (an exponential moving average, Polyak & Juditsky 1992), and the
   evaluations use it.
   """
 
-  def train_step(state: TrainState, batch):
+  def train_body(state: TrainState, batch, tx):
     rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):
@@ -199,10 +211,45 @@ def make_steps(task, tx, ema_decay: float = 0.0):
                          carry=jax.lax.stop_gradient(carry),
                          ema_params=ema), metrics
 
-  def eval_step(params, batch, carry):
+  def eval_body(params, batch, carry):
     outputs, carry = task.apply(params, batch, None, carry, train=False)
     return task.loss(outputs, batch)[1], carry
 
+  return train_body, eval_body
+
+
+def make_steps(task, tx, ema_decay: float = 0.0):
+  """-> (train_step(state, batch), eval_step(params, batch, carry)), both
+  jitted; compiled once per batch shape. See _step_bodies for ema_decay."""
+  train_body, eval_body = _step_bodies(task, ema_decay)
+  return (jax.jit(lambda state, batch: train_body(state, batch, tx),
+                  donate_argnums=0), jax.jit(eval_body))
+
+
+# The axes vmap maps over in a replicated TrainState: everything but the step.
+_REPLICA_AXES = TrainState(step=None, params=0, opt_state=0, rng=0, carry=0,
+                           ema_params=0)
+
+
+def make_replicated_steps(task, config, ema_decay: float = 0.0):
+  """make_steps for K replicas stacked on axis 0 (replicas.py), jitted once.
+
+  train_step(state, batch [K, B, ...], hyper {KEY: [K]}, active [K] bool)
+  -> (state, metrics [K]): replica r optimises with make_optimizer(config,
+  {KEY: hyper[KEY][r]}); an inactive replica (stopped: solved or out of
+  budget) keeps its state, so it stays what its single run ended with.
+  eval_step(params [K, ...], batch, carry [K, ...]) shares one eval batch.
+  """
+  train_body, eval_body = _step_bodies(task, ema_decay)
+
+  def one_replica(state, batch, hyper, active):
+    new, metrics = train_body(state, batch, make_optimizer(config, hyper))
+    kept = jax.tree_util.tree_map(lambda n, o: jnp.where(active, n, o), new, state)
+    return kept.replace(step=new.step), metrics
+
+  train_step = jax.vmap(one_replica, in_axes=(_REPLICA_AXES, 0, 0, 0),
+                        out_axes=(_REPLICA_AXES, 0))
+  eval_step = jax.vmap(eval_body, in_axes=(0, None, 0))
   return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
 
 
@@ -262,18 +309,24 @@ class MetricsWriter:
       f.write(json.dumps(record) + "\n")
     fault_point("metrics_line")
 
-  def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
-    record = {"step": int(step), "split": split, **metrics}
+  def write(self, step: int, split: str, metrics: dict[str, Any],
+            label: dict[str, Any] | None = None) -> None:
+    """One row; `label` ({'replica': r, ...}) tells a replica's rows apart
+    and prefixes its TensorBoard tags with replica_r/."""
+    label = label or {}
+    record = {"step": int(step), "split": split, **label, **metrics}
     self.append(record)
     if self._tb is None:
       import tensorboardX  # pylint: disable=g-import-not-at-top
       self._tb = tensorboardX.SummaryWriter(self._tb_dir)
+    prefix = f"replica_{label['replica']}/" if "replica" in label else ""
     for name, value in metrics.items():
       if isinstance(value, (int, float)) and not isinstance(value, bool):
-        self._tb.add_scalar(f"{split}/{name}", value, step)
+        self._tb.add_scalar(f"{prefix}{split}/{name}", value, step)
     shown = ", ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}"
                       for k, v in metrics.items())
-    print(f"step {step} {split}: {shown}", flush=True)
+    who = f" replica {label['replica']}" if "replica" in label else ""
+    print(f"step {step}{who} {split}: {shown}", flush=True)
 
   def close(self):
     if self._tb is not None:
@@ -332,8 +385,8 @@ def _plan_config(workdir: str, config,
   resumable = set(RESUMABLE_KEYS)
   if current.get("lr_schedule") == "cosine" and not current.get("lr_decay_steps"):
     resumable.discard("num_train_steps")  # it sets the cosine horizon
-  differ = sorted(k for k in set(saved) | set(current)
-                  if k not in resumable and saved.get(k) != current.get(k))
+  differ = sorted(k for k in set(saved) | set(current) if k not in resumable
+                  and saved.get(k, replicas_lib.DEFAULTS.get(k)) != current.get(k))
   refused = [k for k in differ if k not in allow_config_change]
   if refused:
     details = "; ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
@@ -429,14 +482,17 @@ def read_run_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def load_trained(workdir: str, step: int | None = None,
-                 overrides: dict[str, Any] | None = None, *, best: bool = False):
+                 overrides: dict[str, Any] | None = None, *, best: bool = False,
+                 replica: int | None = None):
   """A trained run, read-only: -> (config, task, eval params, step).
 
   Reads WORKDIR/config.json, applies `overrides` (existing keys only: e.g.
   {'eval_batch_size': 1}), rebuilds the task and restores checkpoint `step`
   (default: the latest). best=True reads the checkpoint kept by
   config.best_metric instead (WORKDIR/best_checkpoint). The params are the
-  ones evaluations use (the EMA when the run kept one). Safe while the run is
+  ones evaluations use (the EMA when the run kept one). A run of K > 1
+  replicas needs `replica` (0..K-1): its config and task are then that
+  replica's single run's (replicas.replica_config). Safe while the run is
   still training.
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
@@ -446,11 +502,44 @@ def load_trained(workdir: str, step: int | None = None,
       raise ValueError(f"override {key!r}: not a key of the run's config; keys "
                        f"are {sorted(config)}")
     config[key] = value
+  num_replicas = replicas_lib.count(config)
+  config = replica_config_of(workdir, config, replica)
   task = tasks_lib.build(config)
   like = initial_state(config, task, make_optimizer(config))
+  params, step = restore_replica_params(workdir, like, num_replicas, step,
+                                        best=best, replica=replica)
+  return config, task, params, step
+
+
+def replica_config_of(workdir: str, config, replica: int | None):
+  """The config of the one model a tool reads from a run's config: the run's
+  own (one model), or replica `replica`'s single run (replicas.replica_config);
+  ValueError when `replica` is missing for a run of K > 1 replicas, or given
+  for a run of one."""
+  num_replicas = replicas_lib.count(config)
+  if num_replicas == 1 and replica not in (None, 0):
+    raise ValueError(f"replica: {workdir} holds one model, not replicas; got "
+                     f"replica {replica}")
+  if num_replicas > 1 and replica is None:
+    raise ValueError(f"replica: {workdir} holds {num_replicas} replicas "
+                     f"(seeds {config.seed}..{config.seed + num_replicas - 1}); "
+                     f"choose one, e.g. --replica=0")
+  return config if num_replicas == 1 else replicas_lib.replica_config(config, replica)
+
+
+def restore_replica_params(workdir: str, like: TrainState, num_replicas: int,
+                           step: int | None = None, *, best: bool = False,
+                           replica: int | None = None):
+  """checkpoints.restore_eval_params for one model's template `like`, from a
+  run of `num_replicas` (its replica `replica` when K > 1) -> (params, step)."""
+  if num_replicas > 1:
+    like = replicas_lib.stacked_template(like, num_replicas).replace(
+        step=like.step)
   params, step = checkpoints_lib.restore_eval_params(
       workdir, like, step, best=best, make_optimizer=make_optimizer)
-  return config, task, params, step
+  if num_replicas > 1:
+    params = replicas_lib.take(params, replica)
+  return params, step
 
 
 def _check_run_files(workdir: str, task) -> None:
@@ -476,7 +565,12 @@ def train_and_evaluate(config, workdir: str, *,
   """Trains config.task until a budget or the solved criterion; returns summary.
 
   Returns {'step', 'examples_seen', 'solved', 'metrics': {split: {...}},
-  'wall_time_s', 'hardware'}, also written to WORKDIR/summary.json.
+  'wall_time_s', 'hardware'} (and 'best' with config.best_metric), also
+  written to WORKDIR/summary.json. With config.num_replicas = K > 1 (K
+  models in one program, replicas.py), 'metrics' is the mean over replicas,
+  'metrics_sd' their sample standard deviation, 'replicas' each replica's
+  own entries, 'examples_seen' the mean, and 'solved' whether all solved;
+  metrics.jsonl rows carry 'replica' (and the swept key's value).
 
   Args:
     config: the run's config.
@@ -504,22 +598,196 @@ def train_and_evaluate(config, workdir: str, *,
   _check_allowed_keys(config, allow_config_change)
   parse_best_metric(config.get("best_metric", ""))
   workdir = os.path.abspath(os.path.expanduser(workdir))  # orbax needs absolute
-  task = tasks_lib.build(config)
-  tx = make_optimizer(config)
-  state = initial_state(config, task, tx)
+  program = build_program(config)
   with workdir_lib.lock(workdir):
-    return _train_in_workdir(config, workdir, task, tx, state,
-                             allow_config_change, on_evaluation)
+    return _train_in_workdir(config, workdir, program, allow_config_change,
+                             on_evaluation)
 
 
-def _train_in_workdir(config, workdir: str, task, tx, state: TrainState,
+@dataclasses.dataclass
+class Program:
+  """What the loop trains: one model, or K replicas stacked on axis 0.
+
+  task: the (first replica's) task: eval splits, metrics, run files.
+  train_batches: the training iterator (get_state/set_state).
+  state: the initial train state, the template checkpoints restore into.
+  train_step: (state, batch, active [K] bool) -> (state, metrics, [K] or scalar).
+  evaluate: eval params -> K results {split: {metric: value}}.
+  examples_in: the batch just drawn -> K example counts.
+  check_batch: (batch, where) -> None, raising ValueError on a malformed one.
+  schedules: K learning-rate schedules (for the train rows).
+  labels: K dicts telling the replicas apart ([{}] for one model).
+  """
+  task: Any
+  train_batches: Any
+  state: TrainState
+  train_step: Callable
+  evaluate: Callable
+  examples_in: Callable
+  check_batch: Callable
+  schedules: list
+  labels: list[dict[str, Any]]
+
+  @property
+  def num_replicas(self) -> int:
+    return len(self.labels)
+
+
+def build_program(config) -> Program:
+  """The task(s), initial state and jitted steps of config (K = num_replicas)."""
+  ema_decay = config.get("ema_decay", 0.0)
+  if replicas_lib.count(config) == 1:
+    task = tasks_lib.build(config)
+    tx = make_optimizer(config)
+    train_step, eval_step = make_steps(task, tx, ema_decay)
+    return Program(
+        task=task, train_batches=task.train_batches,
+        state=initial_state(config, task, tx),
+        train_step=lambda state, batch, active: train_step(state, batch),
+        evaluate=lambda params: [evaluate(task, eval_step, params)],
+        examples_in=lambda batch: [task.examples_in(batch)],
+        check_batch=input_pipeline.check_batch,
+        schedules=[make_schedule(config)], labels=[{}])
+  singles = [replicas_lib.replica_config(config, r)
+             for r in range(replicas_lib.count(config))]
+  tasks = [tasks_lib.build(single) for single in singles]
+  states = [initial_state(single, task, make_optimizer(single))
+            for single, task in zip(singles, tasks)]
+  batches = replicas_lib.ReplicaBatches([task.train_batches for task in tasks])
+  batches.check_stackable()
+  hyper = replicas_lib.hyperparameters(config)
+  train_step, eval_step = make_replicated_steps(tasks[0], config, ema_decay)
+
+  def check_batch(batch, where):
+    del batch  # the stacked one; each replica's own is checked
+    for label, single in zip(replicas_lib.labels(config), batches.last_batches):
+      input_pipeline.check_batch(single, f"{where}, replica {label['replica']}")
+
+  return Program(
+      task=tasks[0], train_batches=batches,
+      state=replicas_lib.stack(states).replace(step=states[0].step),
+      train_step=lambda state, batch, active: train_step(
+          state, batch, hyper, jnp.asarray(active)),
+      evaluate=lambda params: evaluate_replicas(
+          tasks[0], eval_step, params, len(tasks)),
+      examples_in=lambda batch: [task.examples_in(single) for task, single in
+                                 zip(tasks, batches.last_batches)],
+      check_batch=check_batch,
+      schedules=[make_schedule(single) for single in singles],
+      labels=replicas_lib.labels(config))
+
+
+def evaluate_replicas(task, eval_step, params, num_replicas: int
+                      ) -> list[dict[str, dict[str, float]]]:
+  """evaluate() for stacked params [K, ...] -> K results, one eval pass."""
+  sums = {}
+  for split, batches in task.eval_splits.items():
+    one = task.carry_for(batches[0])
+    totals, carry = None, replicas_lib.stack([one] * num_replicas)
+    for batch in batches:
+      part, carry = eval_step(params, batch, carry)
+      totals = part if totals is None else jax.tree_util.tree_map(
+          jnp.add, totals, part)
+    sums[split] = jax.device_get(totals)
+  return [{split: task.summarize(replicas_lib.take(total, r))
+           for split, total in sums.items()} for r in range(num_replicas)]
+
+
+@dataclasses.dataclass
+class ReplicaProgress:
+  """One replica's standing in the loop (the run's, with one model)."""
+  examples: int = 0
+  solved: bool = False
+  solved_step: int | None = None
+  best: dict[str, Any] | None = None  # {'step', 'value', 'metrics'}
+  results: dict[str, dict[str, float]] | None = None  # its latest report
+  window: list = dataclasses.field(default_factory=list)  # train metrics
+
+
+def _restored_progress(meta: dict, num_replicas: int) -> list[ReplicaProgress]:
+  """Each replica's standing from a checkpoint's meta (see _meta_record)."""
+  if num_replicas == 1:
+    return [ReplicaProgress(examples=int(meta["examples_seen"]),
+                            solved=bool(meta["solved"]), best=meta.get("best"))]
+  entries = meta.get("replicas") or [{} for _ in range(num_replicas)]
+  return [ReplicaProgress(examples=int(e.get("examples_seen", 0)),
+                          solved=bool(e.get("solved", False)),
+                          solved_step=e.get("solved_step"), best=e.get("best"))
+          for e in entries]
+
+
+def _meta_record(progress: list[ReplicaProgress], labels: list[dict],
+                 wall_time_s: float, config: dict, best_spec) -> dict[str, Any]:
+  """What a checkpoint records beside the state (the keys one model's run
+  has always written; 'replicas' with K > 1)."""
+  record = {"examples_seen": _mean_examples(progress),
+            "solved": all(p.solved for p in progress),
+            "wall_time_s": wall_time_s, "config": config}
+  if len(progress) == 1:
+    if best_spec:
+      record["best"] = progress[0].best
+    return record
+  record["replicas"] = [
+      {**label, "examples_seen": p.examples, "solved": p.solved,
+       "solved_step": p.solved_step, **({"best": p.best} if best_spec else {})}
+      for label, p in zip(labels, progress)]
+  return record
+
+
+def _mean_examples(progress: list[ReplicaProgress]) -> int:
+  return int(round(sum(p.examples for p in progress) / len(progress)))
+
+
+def _summary(step: int, progress: list[ReplicaProgress], labels: list[dict],
+             wall_time_s: float, best_spec) -> dict[str, Any]:
+  """summary.json: one model's run as always; K replicas' mean, sd and own."""
+  results = [p.results for p in progress]
+  summary = {"step": step, "examples_seen": _mean_examples(progress),
+             "solved": all(p.solved for p in progress)}
+  if len(progress) == 1:
+    summary.update(metrics=results[0], wall_time_s=round(wall_time_s, 1),
+                   hardware=_hardware())
+    if best_spec:
+      summary["best"] = progress[0].best
+    return summary
+  mean, sd = replicas_lib.mean_and_sd(results)
+  summary.update(
+      metrics=mean, metrics_sd=sd, num_replicas=len(progress),
+      replicas=[{**label, "metrics": p.results, "solved": p.solved,
+                 "solved_step": p.solved_step, "examples_seen": p.examples,
+                 **({"best": p.best} if best_spec else {})}
+                for label, p in zip(labels, progress)],
+      wall_time_s=round(wall_time_s, 1), hardware=_hardware())
+  if best_spec:
+    values = np.asarray([p.best["value"] for p in progress if p.best])
+    summary["best"] = {"value": float(np.mean(values)),
+                       "sd": float(np.std(values, ddof=1)),
+                       "per_replica": [p.best for p in progress]}
+  return summary
+
+
+def _merge_best(best_state, state, improved: list[bool]):
+  """best_state with the replicas that `improved` taken from `state`."""
+  mask = np.asarray(improved)
+
+  def pick(old, new):
+    where = mask.reshape((-1,) + (1,) * (np.ndim(new) - 1))
+    return jnp.where(where, new, old)
+
+  merged = jax.tree_util.tree_map(pick, best_state.replace(step=state.step),
+                                  state)
+  return merged.replace(step=jnp.copy(state.step))  # the steps donate `state`
+
+
+def _train_in_workdir(config, workdir: str, program: Program,
                       allow_config_change: Sequence[str],
                       on_evaluation: EvaluationCallback | None
                       ) -> dict[str, Any]:
   """train_and_evaluate's loop, run while holding the workdir's lock."""
+  task, state, labels = program.task, program.state, program.labels
+  replicated = program.num_replicas > 1
   plan = _plan_config(workdir, config, allow_config_change)
   _check_run_files(workdir, task)
-  schedule = make_schedule(config)  # for reporting the rate in use
   best_spec = parse_best_metric(config.get("best_metric", ""))
   cleanup = contextlib.ExitStack()
   with cleanup:
@@ -539,85 +807,111 @@ def _train_in_workdir(config, workdir: str, task, tx, state: TrainState,
     latest = checkpoints.latest_step()
     if latest is not None:
       state, data_state, meta = checkpoints.restore(latest, state)
-      task.train_batches.set_state(data_state)
+      program.train_batches.set_state(data_state)
       print(f"Resumed from checkpoint {latest} in {checkpoints.directory}",
             flush=True)
     writer.drop_after(latest or 0)
-    if best_checkpoints is not None:
+    progress = _restored_progress(meta, program.num_replicas)
+    best_state = None
+    if best_checkpoints is not None and not replicated:
       checkpoints_lib.reconcile_best_checkpoint(
-          best_checkpoints, latest, state, task.train_batches.get_state(), meta)
+          best_checkpoints, latest, state, program.train_batches.get_state(), meta)
+    elif best_checkpoints is not None:
+      best_state = checkpoints_lib.reconcile_replicas_best_checkpoint(
+          best_checkpoints, latest, state, program.train_batches.get_state(),
+          meta, [p.best for p in progress], _merge_best)
     _commit_config(workdir, plan, writer, latest or 0)
 
-    train_step, eval_step = make_steps(task, tx, config.get("ema_decay", 0.0))
     step = int(state.step)
-    examples = int(meta["examples_seen"])
     budget_examples = config.get("max_train_examples") or math.inf
     budget_steps = config.num_train_steps if config.num_train_steps > 0 else math.inf
     wall_start = time.time() - float(meta["wall_time_s"])
-    results = None
-    solved = bool(meta["solved"])
-    best = meta.get("best")  # {'step', 'value', 'metrics'} when best_metric is set
     stop_when_solved = config.get("stop_when_solved", True)
-    pending, window = [], []  # per-step metrics not yet read back / since last eval
+    pending = []  # (per-step metrics not yet read back, active mask)
     last_good = latest
+    evaluated = False
+
+    def training(p: ReplicaProgress) -> bool:
+      return p.examples < budget_examples and not (p.solved and stop_when_solved)
+
+    def name(r: int) -> str:
+      return f" (replica {r}: {labels[r]})" if replicated else ""
 
     def flush_logs():
       nonlocal pending
       if not pending:
         return
-      stacked = jax.device_get(jax.tree_util.tree_map(lambda *x: jnp.stack(x), *pending))
+      stacked = jax.device_get(jax.tree_util.tree_map(
+          lambda *x: jnp.stack(x), *[m for m, _ in pending]))
+      active = np.asarray([a for _, a in pending])                   # [n, K]
+      stacked = {k: np.reshape(v, active.shape) for k, v in stacked.items()}
       losses = stacked["loss"]
-      if not np.all(np.isfinite(losses)):
-        first_bad = step - len(losses) + int(np.argmin(np.isfinite(losses))) + 1
+      bad = active & ~np.isfinite(losses)
+      if np.any(bad):
+        row, r = np.argwhere(bad)[0]
+        first_bad = step - len(losses) + int(row) + 1
         kept = (f"the last good checkpoint (step {last_good}) in "
                 f"{checkpoints.directory} is kept" if last_good is not None
                 else "no checkpoint had been written")
         raise NonFiniteLossError(
-            f"non-finite loss ({losses[~np.isfinite(losses)][0]}) at step "
-            f"{first_bad}; {kept}. Lower learning_rate or set grad_clip_norm: "
+            f"non-finite loss ({losses[row, r]}) at step {first_bad}{name(r)}; "
+            f"{kept}. Lower learning_rate or set grad_clip_norm: "
             f"rerun with the new values and "
             f"--allow_config_change=learning_rate,grad_clip_norm to resume "
             f"from that checkpoint.")
-      window.append(stacked)
-      progress.set_postfix(loss=f"{float(losses[-1]):.4g}", refresh=False)
+      for r, p in enumerate(progress):
+        if np.any(active[:, r]):
+          p.window.append({k: v[:, r][active[:, r]] for k, v in stacked.items()})
+      bar.set_postfix(loss=f"{float(losses[-1, 0]):.4g}", refresh=False)
       pending = []
 
-    def evaluate_and_checkpoint():
-      nonlocal results, solved, last_good, window, best
+    def report_train_metrics(r: int, p: ReplicaProgress) -> None:
+      if not p.window:
+        return
+      train_metrics = {k: float(np.mean(np.concatenate([w[k] for w in p.window])))
+                       for k in p.window[0]}
+      train_metrics["learning_rate"] = float(program.schedules[r](step - 1))
+      writer.write(step, "train", {**train_metrics, "examples_seen": p.examples},
+                   labels[r])
+      p.window = []
+
+    def evaluate_and_checkpoint(reporting: list[bool]):
+      nonlocal last_good, best_state, evaluated
       flush_logs()
-      if window:
-        train_metrics = {k: float(np.mean(np.concatenate([w[k] for w in window])))
-                         for k in window[0]}
-        train_metrics["learning_rate"] = float(schedule(step - 1))
-        writer.write(step, "train", {**train_metrics, "examples_seen": examples})
-        window = []
-      results = evaluate(task, eval_step, state.eval_params())
-      if task.solved is not None:
-        solved = solved or task.solved(results[task.solved_split])
-      for split, metrics in results.items():
-        writer.write(step, split, {**metrics, "examples_seen": examples,
-                                   "solved": solved})
-      record = {"examples_seen": examples, "solved": solved,
-                "wall_time_s": time.time() - wall_start, "config": plan.current}
-      is_best = False
-      if best_spec:
-        split, metric, mode = best_spec
-        if split not in results or metric not in results[split]:
-          raise ValueError(
-              f"best_metric: {split}/{metric} is not reported; the task reports "
-              + ", ".join(f"{s}/{m}" for s in results for m in results[s]))
-        value = float(results[split][metric])
-        if _is_better(value, (best or {}).get("value"), mode):
-          best, is_best = {"step": step, "value": value, "metrics": results}, True
-        record["best"] = best
+      for r, p in enumerate(progress):
+        if reporting[r]:
+          report_train_metrics(r, p)
+      results = program.evaluate(state.eval_params())
+      evaluated = True
+      improved = [False] * len(progress)
+      for r, p in enumerate(progress):
+        if not reporting[r] and p.results is not None:
+          continue  # stopped earlier: its report stands
+        p.results = results[r]
+        if not reporting[r]:
+          continue  # a resumed run's stopped replica: its results, unwritten
+        if task.solved is not None and not p.solved:
+          p.solved = bool(task.solved(results[r][task.solved_split]))
+          p.solved_step = step if p.solved else None
+        for split, metrics in results[r].items():
+          writer.write(step, split, {**metrics, "examples_seen": p.examples,
+                                     "solved": p.solved}, labels[r])
+        if best_spec:
+          improved[r] = _update_best(p, step, results[r], best_spec)
+      record = _meta_record(progress, labels, time.time() - wall_start,
+                            plan.current, best_spec)
       # The checkpoint commits first: it records the best evaluation, so a
       # rerun can redo a best checkpoint that a kill left unsaved.
-      checkpoints.save(state, task.train_batches.get_state(), record)
-      if is_best:
-        best_checkpoints.save(state, task.train_batches.get_state(), record)
+      checkpoints.save(state, program.train_batches.get_state(), record)
+      if any(improved):
+        if replicated:
+          best_state = _merge_best(best_state, state, improved)
+        best_checkpoints.save(state if not replicated else best_state,
+                              program.train_batches.get_state(), record)
       last_good = step
       if on_evaluation is not None:
-        on_evaluation(step, results)
+        on_evaluation(step, results[0] if not replicated else
+                      replicas_lib.mean_and_sd([p.results for p in progress])[0])
 
     def resume_point() -> str:
       if last_good is None:
@@ -625,38 +919,54 @@ def _train_in_workdir(config, workdir: str, task, tx, state: TrainState,
       return (f"rerun the same command to resume from checkpoint {last_good} "
               f"in {checkpoints.directory}")
 
-    progress = tqdm.tqdm(total=None if budget_steps == math.inf else budget_steps,
-                         initial=step, desc=config.task, unit="step",
-                         disable=not config.get("progress_bar", True),
-                         mininterval=1.0)
-    cleanup.callback(progress.close)
+    bar = tqdm.tqdm(total=None if budget_steps == math.inf else budget_steps,
+                    initial=step, desc=config.task, unit="step",
+                    disable=not config.get("progress_bar", True), mininterval=1.0)
+    cleanup.callback(bar.close)
     try:
-      while step < budget_steps and examples < budget_examples and not (
-          solved and stop_when_solved):
-        batch = next(task.train_batches)
+      active = [training(p) for p in progress]
+      while step < budget_steps and any(active):
+        batch = next(program.train_batches)
         if step == 0 or step == latest:
-          input_pipeline.check_batch(batch, f"training batch at step {step}")
-        state, metrics = train_step(state, batch)
+          program.check_batch(batch, f"training batch at step {step}")
+        state, metrics = program.train_step(state, batch, active)
         step += 1
-        examples += task.examples_in(batch)
-        pending.append(metrics)
-        progress.update(1)
+        for r, count in enumerate(program.examples_in(batch)):
+          if active[r]:
+            progress[r].examples += count
+        pending.append((metrics, list(active)))
+        bar.update(1)
         fault_point("train_step")
         if step % config.log_every_steps == 0:
           flush_logs()
-        if step % config.eval_every_steps == 0:
-          evaluate_and_checkpoint()
-      if last_good != step:
-        evaluate_and_checkpoint()
-      elif results is None:  # resumed a finished run: report, write nothing
-        results = evaluate(task, eval_step, state.eval_params())
+        reporting = [a and (step % config.eval_every_steps == 0
+                            or step >= budget_steps
+                            or progress[r].examples >= budget_examples)
+                     for r, a in enumerate(active)]
+        if any(reporting):
+          evaluate_and_checkpoint(reporting)
+        active = [a and training(p) for a, p in zip(active, progress)]
+      if not evaluated:  # resumed a finished run: report, write nothing
+        for p, results in zip(progress, program.evaluate(state.eval_params())):
+          p.results = results
     except KeyboardInterrupt:
       raise RunInterrupted(f"interrupted at step {step}; {resume_point()}") from None
 
-  summary = {"step": step, "examples_seen": examples, "solved": solved,
-             "metrics": results, "wall_time_s": round(time.time() - wall_start, 1),
-             "hardware": _hardware()}
-  if best_spec:
-    summary["best"] = best
+  summary = _summary(step, progress, labels, time.time() - wall_start, best_spec)
   workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
+
+
+def _update_best(p: ReplicaProgress, step: int, results, best_spec) -> bool:
+  """Records results as p's best if they are; ValueError if best_metric is
+  not among them."""
+  split, metric, mode = best_spec
+  if split not in results or metric not in results[split]:
+    raise ValueError(
+        f"best_metric: {split}/{metric} is not reported; the task reports "
+        + ", ".join(f"{s}/{m}" for s in results for m in results[s]))
+  value = float(results[split][metric])
+  if _is_better(value, (p.best or {}).get("value"), mode):
+    p.best = {"step": step, "value": value, "metrics": results}
+    return True
+  return False

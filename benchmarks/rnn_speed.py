@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -46,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from benchmarks.timing import paired_ratio, time_interleaved
+from benchmarks.timing import gemm_peak_flops, paired_ratio, time_interleaved
 from models import cells, cudnn, unroll
 
 flags.DEFINE_list("cells", ["lstm", "gru"], "Cells to time.")
@@ -175,20 +174,6 @@ def _torch_device() -> str:
   """'cuda' when JAX runs on a GPU and torch sees one, else 'cpu'."""
   import torch  # pylint: disable=g-import-not-at-top
   return "cuda" if cudnn.gpu_backend() and torch.cuda.is_available() else "cpu"
-
-
-def gemm_peak_flops() -> float:
-  """FLOP/s of a large float32 matmul (2048^2 on a CPU, 8192^2 on a GPU)."""
-  size = 8192 if cudnn.gpu_backend() else 2048
-  a = jax.random.normal(jax.random.PRNGKey(0), (size, size))
-  f = jax.jit(lambda x: x @ x)
-  _block(f(a))
-  times = []
-  for _ in range(5):
-    start = time.perf_counter()
-    _block(f(a))
-    times.append(time.perf_counter() - start)
-  return 2 * size ** 3 / min(times)
 
 
 def model_flops(cell_name: str, shape, mode: str, layout: str = "single") -> float:

@@ -9,6 +9,8 @@ import statistics
 import time
 from typing import Callable
 
+import jax
+
 
 def time_interleaved(impls: dict[str, Callable[[], object]], rounds: int,
                      calls: int, warmup_calls: int = 1,
@@ -43,3 +45,17 @@ def time_interleaved(impls: dict[str, Callable[[], object]], rounds: int,
 def paired_ratio(ours_samples: list[float], other: list[float]) -> float:
   """Median over rounds of other / ours (above 1: ours is faster)."""
   return statistics.median(o / a for a, o in zip(ours_samples, other))
+
+
+def gemm_peak_flops() -> float:
+  """FLOP/s of a large float32 matmul (2048^2 on a CPU, 8192^2 on a GPU)."""
+  size = 8192 if jax.default_backend() == "gpu" else 2048
+  a = jax.random.normal(jax.random.PRNGKey(0), (size, size))
+  f = jax.jit(lambda x: x @ x)
+  jax.block_until_ready(f(a))
+  times = []
+  for _ in range(5):
+    start = time.perf_counter()
+    jax.block_until_ready(f(a))
+    times.append(time.perf_counter() - start)
+  return 2 * size ** 3 / min(times)

@@ -48,8 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-import checkpoints
 import input_pipeline
+import replicas
 import train
 from corpora import sentiment as sentiment_data
 from experiments import cli
@@ -195,20 +195,23 @@ def _vocabulary_paths(workdir: str, config) -> str:
   return ", ".join(os.path.join(workdir, name) for name in names)
 
 
-def load(workdir: str, step: int | None = None, *, best: bool = False) -> Loaded:
+def load(workdir: str, step: int | None = None, *, best: bool = False,
+         replica: int | None = None) -> Loaded:
   """Config, model, vocabularies and evaluation params of a sentiment or
-  tagging run in WORKDIR (read-only; safe while it still trains)."""
+  tagging run in WORKDIR (read-only; safe while it still trains; `replica`:
+  which one of a run of num_replicas > 1)."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  config = train.read_run_config(workdir)
+  run_config = train.read_run_config(workdir)
+  config = train.replica_config_of(workdir, run_config, replica)
   if config.get("task") not in TASKS:
     raise ValueError(f"workdir: {workdir} holds task {config.get('task')!r}, "
                      f"not one of {TASKS}")
   vocabularies = run_vocabularies(workdir, config)
   model = build_model(config, vocabularies)
   try:
-    params, step = checkpoints.restore_eval_params(
-        workdir, _restore_template(config, model), step, best=best,
-        make_optimizer=train.make_optimizer)
+    params, step = train.restore_replica_params(
+        workdir, _restore_template(config, model),
+        replicas.count(run_config), step, best=best, replica=replica)
   except ValueError as e:
     if "disagree" not in str(e):
       raise
@@ -426,7 +429,7 @@ def _run(f: flags.FlagValues) -> None:
                          f"{f.batch_size}")
   if f.step is not None and f.step < 0:
     raise cli.UsageError(f"--step: expected an integer >= 0, got {f.step}")
-  loaded = load(f.workdir, f.step, best=f.best)
+  loaded = load(f.workdir, f.step, best=f.best, replica=f.replica)
   classify_input(loaded, line_input.read_lines(), batch_size=f.batch_size)
 
 
@@ -434,6 +437,8 @@ def main():
   flags.DEFINE_string("workdir", None, "A sentiment or tagging training workdir.",
                       required=True)
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_integer("replica", None, "Which replica of a run of "
+                       "num_replicas > 1 (required there).")
   flags.DEFINE_bool("best", False, "Read the checkpoint kept by the run's "
                     "best_metric (WORKDIR/best_checkpoint).")
   flags.DEFINE_integer("batch_size", DEFAULT_BATCH_SIZE, "Lines classified at "

@@ -81,9 +81,10 @@ def check_flags(workdir: str, split: str, step: int | None, best: bool,
 
 
 def confusion(workdir: str, split: str = "test", step: int | None = None,
-              best: bool = False) -> Confusion:
+              best: bool = False, replica: int | None = None) -> Confusion:
   """Evaluates `split` of the run in WORKDIR -> its Confusion."""
-  config, task, params, step = train.load_trained(workdir, step, best=best)
+  config, task, params, step = train.load_trained(workdir, step, best=best,
+                                                  replica=replica)
   _, eval_step = train.make_steps(task, train.make_optimizer(config))
   batches = task.eval_splits[split]
   total, carry = None, task.carry_for(batches[0])
@@ -130,10 +131,10 @@ def table(result: Confusion) -> str:
 
 
 def run(workdir: str, split: str, step: int | None, best: bool, out: str,
-        title: str = "") -> Confusion:
+        title: str = "", replica: int | None = None) -> Confusion:
   """Checks the flags, evaluates, writes `out` and prints the table."""
   check_flags(workdir, split, step, best, out)
-  result = confusion(workdir, split, step, best)
+  result = confusion(workdir, split, step, best, replica)
   plot(result, out, title)
   print(table(result), flush=True)
   print(f"wrote {out}", file=sys.stderr)
@@ -156,6 +157,9 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                       flag_values=flag_values)
   flags.DEFINE_string("title", "", "Plot title (default: workdir, split, step).",
                       flag_values=flag_values)
+  flags.DEFINE_integer("replica", None, "Which replica of a run of "
+                       "num_replicas > 1 (required there).",
+                       flag_values=flag_values)
   cli.define_debug_flag(flag_values)
 
 
@@ -167,7 +171,7 @@ def run_flags(argv: list[str], f: flags.FlagValues) -> None:
       raise cli.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     workdir = cli.check_workdir_flag(f.workdir)
     logging.set_verbosity(logging.WARNING)
-    run(workdir, f.split, f.step, f.best, f.out, f.title)
+    run(workdir, f.split, f.step, f.best, f.out, f.title, f.replica)
 
 
 def main() -> None:

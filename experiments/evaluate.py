@@ -1,14 +1,15 @@
 """Evaluates a trained run's checkpoint on every eval split, read-only.
 
   python -m experiments.evaluate --workdir=workdirs/ptb_small \
-      [--step=N | --best] [--set=eval_batch_size=1 ...]
+      [--step=N | --best] [--replica=R] [--set=eval_batch_size=1 ...]
 
 Rebuilds the task from WORKDIR/config.json, applies each --set KEY=VALUE to
 it (existing keys only; values parsed as JSON when they parse, else kept as
 strings), restores checkpoint --step (default: the latest) and evaluates
 every eval split in full. The results are printed and appended to
 WORKDIR/evaluations.jsonl, one JSON object per split: step, split, the
-metrics, and the overrides used. A run still training in WORKDIR is not
+metrics, and the overrides used. A run of K replicas (num_replicas) needs
+--replica. A run still training in WORKDIR is not
 disturbed.
 
 User errors (a bad flag or --set, a missing or damaged config.json or
@@ -39,6 +40,8 @@ flags.DEFINE_string("workdir", None, "A training workdir.", required=True)
 flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 flags.DEFINE_bool("best", False, "Evaluate the checkpoint kept by the run's "
                   "config.best_metric (WORKDIR/best_checkpoint) instead.")
+flags.DEFINE_integer("replica", None, "Which replica of a run of "
+                     "num_replicas > 1 to evaluate (0..K-1; required there).")
 flags.DEFINE_multi_string("set", [], "KEY=VALUE config override, repeatable.")
 cli.define_debug_flag()
 
@@ -89,7 +92,7 @@ def evaluate(workdir: str, overrides: dict) -> None:
   FLAGS = flags.FLAGS
   logging.set_verbosity(logging.WARNING)
   config, task, params, step = train.load_trained(
-      workdir, FLAGS.step, overrides, best=FLAGS.best)
+      workdir, FLAGS.step, overrides, best=FLAGS.best, replica=FLAGS.replica)
   _, eval_step = train.make_steps(task, train.make_optimizer(config))
   start = time.time()
   results = train.evaluate(task, eval_step, params)
@@ -99,7 +102,8 @@ def evaluate(workdir: str, overrides: dict) -> None:
     for split, metrics in results.items():
       record = {"step": step, "split": split, **metrics,
                 "overrides": overrides, "checkpoint": "best" if FLAGS.best
-                else "checkpoints", "eval_seconds": round(seconds, 1)}
+                else "checkpoints", "eval_seconds": round(seconds, 1),
+                **({} if FLAGS.replica is None else {"replica": FLAGS.replica})}
       f.write(json.dumps(record) + "\n")
       print(json.dumps(record), flush=True)
 

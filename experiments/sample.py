@@ -56,9 +56,11 @@ class Prompt(NamedTuple):
   new_sentence: bool = False
 
 
-def load(workdir: str, step: int | None = None) -> Loaded:
-  """-> Loaded(config, task, params, step) from a workdir written by train.py."""
-  config, task, params, step = train.load_trained(workdir, step)
+def load(workdir: str, step: int | None = None,
+         replica: int | None = None) -> Loaded:
+  """-> Loaded(config, task, params, step) from a workdir written by train.py
+  (`replica`: which one of a run of num_replicas > 1)."""
+  config, task, params, step = train.load_trained(workdir, step, replica=replica)
   if not isinstance(task, ptb_task.LanguageModelTask):
     raise ValueError(f"workdir: {workdir} holds task {config.task!r}, not a "
                      f"language model")
@@ -171,7 +173,7 @@ def _run(f: flags.FlagValues) -> None:
     raise cli.UsageError(f"--length: expected a positive integer, got {f.length}")
   if not f.temperature >= 0:
     raise cli.UsageError(f"--temperature: expected a value >= 0, got {f.temperature}")
-  loaded = load(f.workdir, f.step)
+  loaded = load(f.workdir, f.step, f.replica)
   options = dict(length=f.length, temperature=f.temperature, seed=f.seed)
   if f.prompt == STDIN:
     sample_input(loaded, line_input.read_lines(), **options)
@@ -192,6 +194,8 @@ def main():
                       "sentence); '-': one prompt per stdin line.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_integer("replica", None, "Which replica of a run of "
+                       "num_replicas > 1 (required there).")
   line_input.run_tool(_run)
 
 

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from absl import flags
 
-import checkpoints
+import replicas
 import tasks as tasks_lib
 import train
 from corpora import gettext_parallel
@@ -62,9 +62,12 @@ def _max_source_tokens(config) -> int:
   return config.max_len
 
 
-def load(workdir: str, step: int | None = None) -> Loaded:
-  """Config, model, params and vocabularies from a training workdir."""
-  config = train.read_run_config(workdir)
+def load(workdir: str, step: int | None = None,
+         replica: int | None = None) -> Loaded:
+  """Config, model, params and vocabularies from a training workdir
+  (`replica`: which one of a run of num_replicas > 1)."""
+  run_config = train.read_run_config(workdir)
+  config = train.replica_config_of(workdir, run_config, replica)
   if config.task not in SEQ2SEQ_TASKS:
     raise ValueError(f"workdir: {workdir} holds task {config.task!r}, not one "
                      f"of the seq2seq tasks {SEQ2SEQ_TASKS}")
@@ -83,8 +86,8 @@ def load(workdir: str, step: int | None = None) -> Loaded:
       step=jnp.asarray(0, jnp.int32), params=params, opt_state=tx.init(params),
       rng=jax.random.PRNGKey(0),
       ema_params=params if config.get("ema_decay", 0.0) > 0 else ())
-  params, step = checkpoints.restore_eval_params(
-      workdir, like, step, make_optimizer=train.make_optimizer)
+  params, step = train.restore_replica_params(
+      workdir, like, replicas.count(run_config), step, replica=replica)
   return Loaded(config, model, params, source_vocab, target_vocab, step)
 
 
@@ -128,10 +131,12 @@ def _restore_placeholders(result: decoding.Translation,
 
 
 def evaluate_and_write(workdir: str, split: str = "test",
-                       step: int | None = None) -> dict:
-  """BLEU of greedy and beam decoding on a split -> WORKDIR/bleu_<split>.json."""
+                       step: int | None = None, replica: int | None = None) -> dict:
+  """BLEU of greedy and beam decoding on a split -> WORKDIR/bleu_<split>.json
+  (bleu_<split>_replica<R>.json for a replica of a replicated run)."""
   from tasks import nmt  # pylint: disable=g-import-not-at-top
-  loaded = load(workdir, step)
+  loaded = load(workdir, step, replica)
+  suffix = "" if replica is None else f"_replica{replica}"
   if loaded.config.task != "nmt":
     raise ValueError(f"--evaluate: BLEU is for the nmt task, {workdir} holds "
                      f"{loaded.config.task!r}")
@@ -147,9 +152,10 @@ def evaluate_and_write(workdir: str, split: str = "test",
   report["step"] = loaded.step
   report["workdir"] = os.path.abspath(workdir)
   for name, decode in report["decodes"].items():
-    with open(os.path.join(workdir, f"hypotheses_{split}_{name}.txt"), "w") as f:
+    with open(os.path.join(workdir, f"hypotheses_{split}_{name}{suffix}.txt"),
+              "w") as f:
       f.write("\n".join(decode.pop("hypotheses")) + "\n")
-  with open(os.path.join(workdir, f"bleu_{split}.json"), "w") as f:
+  with open(os.path.join(workdir, f"bleu_{split}{suffix}.json"), "w") as f:
     json.dump(report, f, indent=2)
   return report
 
@@ -183,12 +189,13 @@ def translate_input(loaded: Loaded, lines: Iterable[line_input.Line], *,
 def _run(f: flags.FlagValues) -> None:
   cli.check_workdir_flag(f.workdir)
   if f.evaluate:
-    print(format_report(evaluate_and_write(f.workdir, f.split, f.step)))
+    print(format_report(evaluate_and_write(f.workdir, f.split, f.step,
+                                           f.replica)))
     return
   if f.beam_size is not None and f.beam_size < 1:
     raise cli.UsageError(f"--beam_size: expected a positive integer, got "
                          f"{f.beam_size}")
-  translate_input(load(f.workdir, f.step), line_input.read_lines(),
+  translate_input(load(f.workdir, f.step, f.replica), line_input.read_lines(),
                   beam_size=f.beam_size)
 
 
@@ -197,6 +204,8 @@ def main():
   flags.DEFINE_integer("beam_size", None, "Beam width (default: the config's; "
                        "1 = greedy).")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_integer("replica", None, "Which replica of a run of "
+                       "num_replicas > 1 (required there).")
   flags.DEFINE_bool("evaluate", False, "Score a split with BLEU instead of "
                     "translating stdin (nmt only).")
   flags.DEFINE_string("split", "test", "With --evaluate: 'test' or 'valid'.")

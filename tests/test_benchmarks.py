@@ -4,7 +4,9 @@ XLA's planned memory."""
 import jax
 import jax.numpy as jnp
 
+from benchmarks import replicas as replicas_benchmark
 from benchmarks import rnn_speed, timing
+from experiments.configs import adding as adding_config
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios():
@@ -46,3 +48,14 @@ def test_interleaved_timing_makes_untimed_warmup_calls_first():
   cold = timing.time_interleaved(impls, rounds=3, calls=2, warmup_calls=0,
                                     clock=lambda: now[0])
   assert cold == {"a": [5.5] * 3, "b": [5.5] * 3}  # (10 + 1) / 2
+
+
+def test_replicas_benchmark_counts_flops_and_times_both_ways():
+  config = adding_config.get_config("100")
+  # 3 x forward; forward = 2 * (10 * 100 rows) * (2 inputs + 128) * 4 * 128.
+  assert replicas_benchmark.matmul_flops(config) == 3 * 2 * 1000 * 130 * 512
+  config.seq_len, config.hidden_size = 10, 8
+  rows = replicas_benchmark.measure(config, [1, 3], rounds=1, calls=1)
+  assert [row["replicas"] for row in rows] == [1, 3]
+  assert all(row["single_s"] > 0 and row["replicated_s"] > 0
+             and row["speedup"] > 0 for row in rows)

@@ -46,4 +46,9 @@ def get_base_config() -> ml_collections.ConfigDict:
   # reports it as summary['best']; '' keeps only the latest checkpoints.
   config.best_metric = ""
   config.progress_bar = True
+
+  # Replicas in one program (replicas.py): K models with seeds seed..seed+K-1,
+  # and optionally one optimiser number per replica: 'learning_rate=1e-3,3e-3'.
+  config.num_replicas = 1
+  config.replica_sweep = ""
   return config

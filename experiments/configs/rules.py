@@ -24,6 +24,7 @@ import re
 from typing import Any, Callable
 
 import input_pipeline
+import replicas
 import tasks
 from corpora import sentiment as sentiment_corpus
 from corpora import ud as ud_corpus
@@ -311,6 +312,9 @@ RULES: dict[str, Rule] = {
     "best_metric": Rule(str, check=check_best_metric),
     "per_class_metrics": _flag(),
     "progress_bar": _flag(),
+    # Replicas in one program (replicas.py).
+    "num_replicas": _count(1),
+    "replica_sweep": Rule(str, check=replicas.parse_sweep),
 }
 
 # Keys that one task reads differently from the rest: task -> key -> rule.
@@ -409,6 +413,22 @@ def _tied_embeddings_match_hidden(config) -> None:
                         f"{config.hidden_size}")
 
 
+def _replica_sweep_fits(config) -> None:
+  """One swept value per replica, each one the swept key's rule accepts."""
+  try:
+    replicas.check(config)
+  except ValueError as e:
+    raise ConfigError("replica_sweep", f"replica_sweep: {e}") from None
+  sweep = replicas.parse_sweep(config.get("replica_sweep", ""))
+  if sweep is None or sweep.key not in config:
+    return
+  rule = rules_for(config.get("task", "")).get(sweep.key)
+  for value in sweep.values:
+    message = rule.refusal(sweep.key, value) if rule else None
+    if message is not None:
+      raise ConfigError("replica_sweep", f"replica_sweep: {message}")
+
+
 RELATIONS: tuple[Callable[[Any], None], ...] = (
     _eval_every_a_multiple_of_log_every,
     _a_training_budget,
@@ -417,6 +437,7 @@ RELATIONS: tuple[Callable[[Any], None], ...] = (
     _dot_attention_unidirectional,
     _tied_embeddings_match_hidden,
     _output_delay_forward_only,
+    _replica_sweep_fits,
 )
 
 
