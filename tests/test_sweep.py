@@ -360,3 +360,23 @@ def test_spec_helpers_and_study_name():
   assert sweep.int_range(1, 4, log=True).problem() is None
   assert "repeats" in sweep.choice([1, 1]).problem()
   assert sweep.mask_password("postgresql://me:secret@db/x") == "postgresql://me:***@db/x"
+
+
+def test_trials_of_replicas_optimise_the_mean_and_report_the_sd(tmp_path, capsys):
+  sweep_file = write_sweep(
+      tmp_path / "seeds.py", OVERRIDES=repr({**TINY, "num_replicas": 3}))
+  workdir = tmp_path / "sweep"
+  code, _, err = run_sweep(capsys, sweep_file, workdir)
+  assert code == 0, err
+  for trial in load(workdir).get_trials():
+    summary = json.loads(
+        (workdir / f"trial_{trial.number:03d}" / "summary.json").read_text())
+    mses = [r["metrics"]["valid"]["mse"] for r in summary["replicas"]]
+    assert [r["seed"] for r in summary["replicas"]] == [0, 1, 2]
+    assert trial.value == pytest.approx(sum(mses) / 3)
+    assert trial.intermediate_values[20] == pytest.approx(sum(mses) / 3)
+  capsys.readouterr()
+  assert report.main(["report", f"--sweep={workdir}"]) == 0
+  rows = [line for line in capsys.readouterr().out.splitlines()
+          if "COMPLETE" in line]
+  assert len(rows) == 2 and all(" ± " in line for line in rows)
