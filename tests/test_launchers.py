@@ -62,6 +62,8 @@ BAD_BASE_VALUES = {
     "max_checkpoints_to_keep": "0",
     "best_metric": "valid/mse",
     "progress_bar": "sometimes",
+    "num_replicas": "0",
+    "replica_sweep": "hidden_size=8,16",
 }
 
 

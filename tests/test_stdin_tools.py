@@ -150,7 +150,7 @@ def test_sample_answers_every_stdin_prompt(lm_workdir):
 
 def test_sample_prompt_flag_outside_the_vocabulary(lm_workdir, capsys):
   flags_ = types.SimpleNamespace(workdir=str(lm_workdir), length=6,
-                                 temperature=0.0, seed=0, step=None,
+                                 temperature=0.0, seed=0, step=None, replica=None,
                                  prompt="the \udcffcQ")   # argv's b'\xff'
   sample_lib._run(flags_)  # pylint: disable=protected-access
   out, err = capsys.readouterr()
