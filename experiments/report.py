@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import statistics
 import re
 import sys
 from typing import Any
@@ -69,22 +70,37 @@ def _read_run_file(workdir: str, name: str) -> dict[str, Any]:
 
 
 def row(workdir: str) -> str:
+  """One markdown row; a run of K replicas shows 'k/K' solved, the mean
+  sequences (+- sd) and each test metric as mean +- sd over the replicas."""
   summary_path = os.path.join(workdir, "summary.json")
   config_path = os.path.join(workdir, "config.json")
   summary = _read_run_file(workdir, "summary.json")
   config = _read_run_file(workdir, "config.json")
   test = _entry(summary, summary_path, "metrics", "test", kind=dict)
-  shown = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                    for k, v in test.items())
+  test_sd = summary.get("metrics_sd", {}).get("test", {})
+  shown = ", ".join(_shown(k, v, test_sd.get(k)) for k, v in test.items())
   minutes = _entry(summary, summary_path, "wall_time_s", kind=(int, float)) / 60
   solved = _entry(summary, summary_path, "solved")
   examples = _entry(summary, summary_path, "examples_seen", kind=int)
   hardware = _entry(summary, summary_path, "hardware")
   task = _entry(config, config_path, "task")
+  solved_cell, examples_cell = "yes" if solved else "no", f"{examples:,}"
+  if "replicas" in summary:
+    replicas = _entry(summary, summary_path, "replicas", kind=list)
+    seen = [_entry(r, summary_path, "examples_seen", kind=int) for r in replicas]
+    solved_cell = f"{sum(bool(r.get('solved')) for r in replicas)}/{len(replicas)}"
+    examples_cell = (f"{statistics.mean(seen):,.0f} ± {statistics.stdev(seen):,.0f} "
+                     f"({len(replicas)} seeds)")
   return (f"| {task} | {config.get('cell')} | "
           f"{config.get('seq_len', config.get('variant', ''))} | "
-          f"{'yes' if solved else 'no'} | {examples:,} | "
+          f"{solved_cell} | {examples_cell} | "
           f"{shown} | {minutes:.1f} min | {hardware} |")
+
+
+def _shown(name: str, value: Any, sd: float | None) -> str:
+  if not isinstance(value, float):
+    return f"{name} {value}"
+  return f"{name} {value:.4g}" + ("" if sd is None else f" ± {sd:.2g}")
 
 
 # ----------------------------------------------------------------------------

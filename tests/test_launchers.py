@@ -323,6 +323,19 @@ def test_report_row(tmp_path, capsys):
   assert "| adding | lstm | 100 | yes | 24,000 | mse 0.001, count 2560 | 2.0 min" in out
 
 
+def test_report_row_of_replicas_shows_mean_and_sd(tmp_path, capsys):
+  replicas = [{"replica": r, "seed": r, "solved": r < 2, "examples_seen": n,
+               "metrics": {"test": {"mse": m}}}
+              for r, (n, m) in enumerate([(20_000, 0.001), (30_000, 0.002), (40_000, 0.003)])]
+  write_run(tmp_path / "a", summary={
+      "metrics": {"test": {"mse": 0.002}}, "metrics_sd": {"test": {"mse": 0.001}},
+      "replicas": replicas, "num_replicas": 3, "solved": False, "examples_seen": 30_000,
+      "wall_time_s": 60.0, "hardware": "cpu"})
+  code, out, _ = run_report(capsys, str(tmp_path / "a"))
+  assert code == 0
+  assert "| 2/3 | 30,000 ± 10,000 (3 seeds) | mse 0.002 ± 0.001 | 1.0 min | cpu |" in out
+
+
 @pytest.mark.parametrize("summary,config,code,message", [
     ("{not json", None, 1, "summary.json: not valid JSON (Expecting property name "
      "enclosed in double quotes at line 1 column 2); the file is damaged"),
