@@ -30,7 +30,7 @@ SWEEPABLE = ("learning_rate", "momentum", "grad_clip_norm", "lr_decay_factor")
 
 # Keys added after runs already existed, with the values that reproduce those
 # runs (a config.json without them is read with these).
-DEFAULTS = {"num_replicas": 1, "replica_sweep": ""}
+DEFAULTS = {"num_replicas": 1, "replica_sweep": "", "replica_program": "auto"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -231,6 +231,24 @@ _REPLICA_AXES = TrainState(step=None, params=0, opt_state=0, rng=0, carry=0,
                            ema_params=0)
 
 
+def replica_program(config) -> str:
+  """'vmap' or 'unrolled': config.replica_program, with 'auto' resolved to
+  'unrolled' on a CPU (the replicas' own programs side by side: the single
+  runs' arithmetic exactly, and faster there than vmap's batched matmuls)
+  and 'vmap' on an accelerator (one batched program keeps it busy)."""
+  mode = config.get("replica_program", "auto")
+  if mode == "auto":
+    return "unrolled" if jax.default_backend() == "cpu" else "vmap"
+  return mode
+
+
+def _replica(state: TrainState, r: int) -> TrainState:
+  """Replica r of a stacked state (its step is the shared one)."""
+  return TrainState(step=state.step, **{
+      field: replicas_lib.take(getattr(state, field), r)
+      for field in ("params", "opt_state", "rng", "carry", "ema_params")})
+
+
 def make_replicated_steps(task, config, ema_decay: float = 0.0):
   """make_steps for K replicas stacked on axis 0 (replicas.py), jitted once.
 
@@ -239,18 +257,39 @@ def make_replicated_steps(task, config, ema_decay: float = 0.0):
   {KEY: hyper[KEY][r]}); an inactive replica (stopped: solved or out of
   budget) keeps its state, so it stays what its single run ended with.
   eval_step(params [K, ...], batch, carry [K, ...]) shares one eval batch.
+  replica_program(config) says how the K replicas are laid out: 'vmap' (one
+  batched program) or 'unrolled' (K copies of the single program in one).
   """
   train_body, eval_body = _step_bodies(task, ema_decay)
+  num_replicas = replicas_lib.count(config)
 
   def one_replica(state, batch, hyper, active):
     new, metrics = train_body(state, batch, make_optimizer(config, hyper))
     kept = jax.tree_util.tree_map(lambda n, o: jnp.where(active, n, o), new, state)
     return kept.replace(step=new.step), metrics
 
-  train_step = jax.vmap(one_replica, in_axes=(_REPLICA_AXES, 0, 0, 0),
-                        out_axes=(_REPLICA_AXES, 0))
-  eval_step = jax.vmap(eval_body, in_axes=(0, None, 0))
-  return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+  if replica_program(config) == "vmap":
+    train_step = jax.vmap(one_replica, in_axes=(_REPLICA_AXES, 0, 0, 0),
+                          out_axes=(_REPLICA_AXES, 0))
+    eval_step = jax.vmap(eval_body, in_axes=(0, None, 0))
+    return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
+
+  def unrolled_train_step(state, batch, hyper, active):
+    outs = [one_replica(_replica(state, r), replicas_lib.take(batch, r),
+                        replicas_lib.take(hyper, r), active[r])
+            for r in range(num_replicas)]
+    new = replicas_lib.stack([o[0].replace(step=jnp.zeros((), jnp.int32))
+                              for o in outs])
+    return new.replace(step=outs[0][0].step), replicas_lib.stack([o[1] for o in outs])
+
+  def unrolled_eval_step(params, batch, carry):
+    outs = [eval_body(replicas_lib.take(params, r), batch,
+                      replicas_lib.take(carry, r)) for r in range(num_replicas)]
+    return (replicas_lib.stack([o[0] for o in outs]),
+            replicas_lib.stack([o[1] for o in outs]))
+
+  return (jax.jit(unrolled_train_step, donate_argnums=0),
+          jax.jit(unrolled_eval_step))
 
 
 def evaluate(task, eval_step, params) -> dict[str, dict[str, float]]:

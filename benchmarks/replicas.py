@@ -4,10 +4,12 @@
       [--rounds=5] [--calls=20]
 
 For each task's model and each K, times the jitted train step of one model
-(train.make_steps) and of K stacked replicas (train.make_replicated_steps),
-interleaved round by round (benchmarks/timing.py), on batches drawn before
-timing. K sequential runs take K single steps for the K replicas' batches,
-so the speed-up is the median over rounds of K * t(single) / t(K replicas).
+(train.make_steps) and of K stacked replicas (train.make_replicated_steps)
+laid out both ways, 'vmap' (one batched program) and 'unrolled' (K copies of
+the single program in one), interleaved round by round
+(benchmarks/timing.py), on batches drawn before timing. K sequential runs
+take K single steps for the K replicas' batches, so a speed-up is the median
+over rounds of K * t(single) / t(K replicas).
 Prints one markdown row per (task, K): examples per second of both, the
 ratio, and the FLOP rate of each as a share of a large matmul's (the
 model's matmul FLOPs, counted by `matmul_flops`; GEMM peak from
@@ -22,8 +24,10 @@ Models: 'adding', the adding problem's at T=100 (LSTM, 128 units, batch 10);
 from __future__ import annotations
 
 import statistics
+from typing import Any
 
 import jax
+import ml_collections
 from absl import app, flags
 
 import replicas
@@ -72,11 +76,16 @@ def _stepper(step, state, batches, *extra):
   return run
 
 
+PROGRAMS = ("vmap", "unrolled")
+
+
 def measure(config, num_replicas: list[int], rounds: int, calls: int
-            ) -> list[dict[str, float]]:
-  """[{'replicas': K, 'single_s', 'replicated_s', 'examples_per_step',
-  'flops_per_step', 'speedup'}] for config's model (one model's step FLOPs);
-  one task, its batches stacked K times."""
+            ) -> list[dict[str, Any]]:
+  """[{'replicas': K, 'single_s', 'seconds': {program: s}, 'speedup':
+  {program: x}, 'examples_per_step', 'flops_per_step'}] for config's model
+  (one model's step FLOPs), each replicated program of PROGRAMS timed
+  against the single step in the same rounds; one task, its batches stacked
+  K times."""
   task = tasks_lib.build(config)
   tx = train.make_optimizer(config)
   one = train.initial_state(config, task, tx)
@@ -85,23 +94,26 @@ def measure(config, num_replicas: list[int], rounds: int, calls: int
   examples = task.examples_in(draws[0])
   rows = []
   for k in num_replicas:
-    stacked = replicas.stack([one] * k).replace(step=jax.numpy.copy(one.step))
-    replicated_step, _ = train.make_replicated_steps(task, config)
     batches = [replicas.stack([draws[(i + r) % 4] for r in range(k)])
                for i in range(4)]
     active = jax.numpy.ones((k,), bool)
-    samples = timing.time_interleaved({
-        "single": _stepper(lambda s, b: single_step(s, b),
-                           jax.tree_util.tree_map(jax.numpy.copy, one), draws),
-        "replicated": _stepper(replicated_step, stacked, batches, {}, active),
-    }, rounds=rounds, calls=calls)
-    speedup = statistics.median(k * s / r for s, r in zip(samples["single"],
-                                                          samples["replicated"]))
-    rows.append({"replicas": k, "single_s": statistics.median(samples["single"]),
-                 "replicated_s": statistics.median(samples["replicated"]),
-                 "examples_per_step": examples, "speedup": speedup,
-                 "flops_per_step": matmul_flops(
-                     config, len(getattr(task, "vocabulary", None) or ()))})
+    impls = {"single": _stepper(lambda s, b: single_step(s, b),
+                                jax.tree_util.tree_map(jax.numpy.copy, one), draws)}
+    for program in PROGRAMS:
+      variant = ml_collections.ConfigDict(config.to_dict())
+      variant.num_replicas, variant.replica_program = k, program
+      step, _ = train.make_replicated_steps(task, variant)
+      stacked = replicas.stack([one] * k).replace(step=jax.numpy.copy(one.step))
+      impls[program] = _stepper(step, stacked, batches, {}, active)
+    samples = timing.time_interleaved(impls, rounds=rounds, calls=calls)
+    rows.append({
+        "replicas": k, "single_s": statistics.median(samples["single"]),
+        "seconds": {p: statistics.median(samples[p]) for p in PROGRAMS},
+        "speedup": {p: statistics.median(k * s / r for s, r in zip(
+            samples["single"], samples[p])) for p in PROGRAMS},
+        "examples_per_step": examples,
+        "flops_per_step": matmul_flops(
+            config, len(getattr(task, "vocabulary", None) or ()))})
   return rows
 
 
@@ -111,20 +123,28 @@ def main(argv):
   peak = timing.gemm_peak_flops()
   print(f"device: {train._hardware()}; float32 GEMM peak "  # pylint: disable=protected-access
         f"{peak / 1e9:.0f} GFLOP/s")
-  print("| model | K | K sequential runs: examples/s (% of GEMM peak) | one "
-        "program: examples/s (% of GEMM peak) | speed-up |\n|---|---|---|---|---|")
+  print("Examples/s (share of the GEMM peak); speed-up: K sequential runs' time "
+        "over one program's (median of paired rounds).")
+  print("| model | K | K sequential runs | vmap | vmap speed-up | unrolled | "
+        "unrolled speed-up |\n|---|---|---|---|---|---|---|")
   for name in FLAGS.tasks:
     if name not in CONFIGS:
       raise app.UsageError(f"--tasks: unknown {name!r}; known are {list(CONFIGS)}")
     config = CONFIGS[name]()
     for row in measure(config, [int(k) for k in FLAGS.replicas], FLAGS.rounds,
                        FLAGS.calls):
-      k, per_step = row["replicas"], row["examples_per_step"]
-      single_rate = row["flops_per_step"] / row["single_s"] / peak
-      replicated_rate = k * row["flops_per_step"] / row["replicated_s"] / peak
-      print(f"| {name} | {k} | {per_step / row['single_s']:,.0f} "
-            f"({single_rate:.0%}) | {k * per_step / row['replicated_s']:,.0f} "
-            f"({replicated_rate:.0%}) | {row['speedup']:.2f}x |", flush=True)
+      k, per_step, flops = row["replicas"], row["examples_per_step"], row[
+          "flops_per_step"]
+
+      def rate(seconds, count):
+        return (f"{count * per_step / seconds:,.0f} "
+                f"({count * flops / seconds / peak:.0%})")
+
+      cells = [rate(row["single_s"], 1)]
+      for program in PROGRAMS:
+        cells += [rate(row["seconds"][program], k),
+                  f"{row['speedup'][program]:.2f}x"]
+      print(f"| {name} | {k} | " + " | ".join(cells) + " |", flush=True)
 
 
 def define_flags() -> None:

@@ -57,5 +57,5 @@ def test_replicas_benchmark_counts_flops_and_times_both_ways():
   config.seq_len, config.hidden_size = 10, 8
   rows = replicas_benchmark.measure(config, [1, 3], rounds=1, calls=1)
   assert [row["replicas"] for row in rows] == [1, 3]
-  assert all(row["single_s"] > 0 and row["replicated_s"] > 0
-             and row["speedup"] > 0 for row in rows)
+  assert all(row["single_s"] > 0 and row["seconds"]["vmap"] > 0
+             and row["speedup"]["unrolled"] > 0 for row in rows)

@@ -62,6 +62,7 @@ BAD_BASE_VALUES = {
     "max_checkpoints_to_keep": "0",
     "best_metric": "valid/mse",
     "progress_bar": "sometimes",
+    "replica_program": "pmap",
     "num_replicas": "0",
     "replica_sweep": "hidden_size=8,16",
 }

@@ -29,34 +29,42 @@ def rows_of(workdir, replica=None):
           for row in rows if row.get("replica") == replica]
 
 
-def assert_rows_close(got, expected):
+def assert_rows_close(got, expected, rtol=RTOL):
+  """Rows equal but for float metrics within rtol (0: exactly equal)."""
+  if rtol == 0:
+    assert got == expected
+    return
   assert [(r["step"], r["split"]) for r in got] == [
       (r["step"], r["split"]) for r in expected]
   for g, e in zip(got, expected):
     assert g.keys() == e.keys(), (g, e)
     for key, value in e.items():
       if isinstance(value, float):
-        assert g[key] == pytest.approx(value, rel=RTOL, abs=1e-6), (key, g, e)
+        assert g[key] == pytest.approx(value, rel=rtol, abs=1e-6), (key, g, e)
       else:
         assert g[key] == value, (key, g, e)
 
 
-def test_replica_two_of_four_is_the_run_with_seed_plus_two(tmp_path):
+# 'unrolled' runs each replica's own program: the single run's arithmetic,
+# bit for bit; 'vmap' batches them, summing in another order.
+@pytest.mark.parametrize("program, rtol", [("unrolled", 0), ("vmap", RTOL)])
+def test_replica_two_of_four_is_the_run_with_seed_plus_two(tmp_path, program, rtol):
   flags = test_faults.FLAGS
   run = test_faults.launch(tmp_path / "four", *flags, "--config.seed=3",
-                           "--config.num_replicas=4")
+                           "--config.num_replicas=4",
+                           f"--config.replica_program={program}")
   assert run.returncode == 0, run.stderr[-2000:]
   single = test_faults.launch(tmp_path / "one", *flags, "--config.seed=5")
   assert single.returncode == 0, single.stderr[-2000:]
   replica_rows = rows_of(tmp_path / "four", replica=2)
-  assert_rows_close(replica_rows, rows_of(tmp_path / "one"))
+  assert_rows_close(replica_rows, rows_of(tmp_path / "one"), rtol)
   assert {r["seed"] for r in rows_of(tmp_path / "four") if r["replica"] == 2} == {5}
   summary = json.loads((tmp_path / "four" / "summary.json").read_text())
   alone = json.loads((tmp_path / "one" / "summary.json").read_text())
   mine = summary["replicas"][2]
   assert mine["seed"] == 5 and mine["examples_seen"] == alone["examples_seen"]
   assert mine["metrics"]["test"]["mse"] == pytest.approx(
-      alone["metrics"]["test"]["mse"], rel=RTOL)
+      alone["metrics"]["test"]["mse"], rel=rtol)
   assert mine["best"]["step"] == alone["best"]["step"]
   # The mean and sd are the replicas' own.
   mses = [r["metrics"]["valid"]["mse"] for r in summary["replicas"]]
@@ -72,13 +80,15 @@ def test_replica_two_of_four_is_the_run_with_seed_plus_two(tmp_path):
   assert best_step >= alone_step
   for got, expected in zip(jax.tree_util.tree_leaves(best_params),
                            jax.tree_util.tree_leaves(alone_params)):
-    np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(got, expected, rtol=rtol and 1e-3,
+                               atol=rtol and 1e-5)
 
 
 def test_swept_learning_rate_replica_is_the_run_with_that_rate(tmp_path):
   flags = [*(f for f in test_faults.FLAGS if "learning_rate" not in f),
            "--config.lr_schedule=constant"]
   run = test_faults.launch(tmp_path / "two", *flags, "--config.num_replicas=2",
+                           "--config.replica_program=vmap",
                            "--config.replica_sweep=learning_rate=0.01,0.1")
   assert run.returncode == 0, run.stderr[-2000:]
   single = test_faults.launch(tmp_path / "one", *flags, "--config.seed=1",

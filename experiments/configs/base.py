@@ -51,4 +51,7 @@ def get_base_config() -> ml_collections.ConfigDict:
   # and optionally one optimiser number per replica: 'learning_rate=1e-3,3e-3'.
   config.num_replicas = 1
   config.replica_sweep = ""
+  # auto: 'unrolled' on a CPU (exactly the single runs' arithmetic), 'vmap'
+  # on an accelerator (one batched program).
+  config.replica_program = "auto"
   return config

@@ -315,6 +315,7 @@ RULES: dict[str, Rule] = {
     # Replicas in one program (replicas.py).
     "num_replicas": _count(1),
     "replica_sweep": Rule(str, check=replicas.parse_sweep),
+    "replica_program": Rule(str, choices=("auto", "vmap", "unrolled")),
 }
 
 # Keys that one task reads differently from the rest: task -> key -> rule.
