@@ -1,7 +1,9 @@
 """K models trained side by side in one program: replica r is the run with seed + r.
 
 `config.num_replicas = K` stacks K train states on a new leading axis and
-trains them with one vmapped, jitted step (train.make_replicated_steps).
+trains them with one jitted step (train.make_replicated_steps): vmapped over
+the replicas, or unrolled into K copies of the single program
+(`config.replica_program`).
 Replica r is the single run of `replica_config(config, r)`: seed
 `config.seed + r` (its own initial params, dropout and training data order;
 the valid and test sets come from data_seed and are shared) and, with
