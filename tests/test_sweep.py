@@ -380,3 +380,21 @@ def test_trials_of_replicas_optimise_the_mean_and_report_the_sd(tmp_path, capsys
   rows = [line for line in capsys.readouterr().out.splitlines()
           if "COMPLETE" in line]
   assert len(rows) == 2 and all(" ± " in line for line in rows)
+
+
+SWEEPS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))), "experiments", "sweeps")
+
+
+@pytest.mark.parametrize("name", sorted(
+    f for f in os.listdir(SWEEPS_DIR) if f.endswith(".py")))
+def test_every_shipped_sweep_file_is_valid(name, monkeypatch):
+  """Names, keys, values and budget checked; the metric against the task
+  only where the task is generated (the corpora of the others are big)."""
+  checked = []
+  if not name.startswith("adding"):
+    monkeypatch.setattr(sweep, "_check_metric",
+                        lambda path, config, metric: checked.append(metric))
+  loaded = sweep.load_sweep(os.path.join(SWEEPS_DIR, name))
+  assert loaded.num_trials >= 1 and loaded.space
+  assert all(m.split == "valid" for m in checked)
