@@ -304,3 +304,21 @@ def test_tools_read_one_replica_of_a_replicated_run(test_text_fixture, tmp_path)
   assert any(not np.array_equal(a, b) for a, b in zip(
       jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(other)))
   assert loaded.config.seed == 1
+
+
+def test_language_model_replicas_carry_their_own_state(tmp_path):
+  """Truncated BPTT carries state across batches: each replica its own, in
+  training and in evaluation."""
+  from tests import test_ptb  # pylint: disable=g-import-not-at-top
+  config = test_ptb.tiny_config(tmp_path, num_replicas=2, replica_program="unrolled")
+  train.train_and_evaluate(config, str(tmp_path / "two"))
+  train.train_and_evaluate(replicas.replica_config(config, 1), str(tmp_path / "one"))
+  assert_rows_close(rows_of(tmp_path / "two", replica=1), rows_of(tmp_path / "one"),
+                    rtol=0)
+
+
+def test_a_non_finite_loss_names_the_replica(tmp_path, monkeypatch):
+  test_faults._poison_batches_from(monkeypatch, 3)  # pylint: disable=protected-access
+  with pytest.raises(train.NonFiniteLossError,
+                     match=r"at step 4 \(replica 0: \{'replica': 0, 'seed': 0"):
+    train.train_and_evaluate(small_config(num_replicas=2), str(tmp_path))
