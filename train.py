@@ -242,11 +242,22 @@ def replica_program(config) -> str:
   return mode
 
 
+_REPLICATED_FIELDS = ("params", "opt_state", "rng", "carry", "ema_params")
+
+
+def stack_states(states: Sequence[TrainState]) -> TrainState:
+  """K train states at one step -> one state of [K, ...] leaves whose step
+  stays the shared scalar (the first state's); _replica undoes it."""
+  return TrainState(step=states[0].step, **{
+      field: replicas_lib.stack([getattr(s, field) for s in states])
+      for field in _REPLICATED_FIELDS})
+
+
 def _replica(state: TrainState, r: int) -> TrainState:
   """Replica r of a stacked state (its step is the shared one)."""
   return TrainState(step=state.step, **{
       field: replicas_lib.take(getattr(state, field), r)
-      for field in ("params", "opt_state", "rng", "carry", "ema_params")})
+      for field in _REPLICATED_FIELDS})
 
 
 def make_replicated_steps(task, config, ema_decay: float = 0.0):
@@ -278,9 +289,8 @@ def make_replicated_steps(task, config, ema_decay: float = 0.0):
     outs = [one_replica(_replica(state, r), replicas_lib.take(batch, r),
                         replicas_lib.take(hyper, r), active[r])
             for r in range(num_replicas)]
-    new = replicas_lib.stack([o[0].replace(step=jnp.zeros((), jnp.int32))
-                              for o in outs])
-    return new.replace(step=outs[0][0].step), replicas_lib.stack([o[1] for o in outs])
+    return (stack_states([o[0] for o in outs]),
+            replicas_lib.stack([o[1] for o in outs]))
 
   def unrolled_eval_step(params, batch, carry):
     outs = [eval_body(replicas_lib.take(params, r), batch,
@@ -292,17 +302,25 @@ def make_replicated_steps(task, config, ema_decay: float = 0.0):
           jax.jit(unrolled_eval_step))
 
 
-def evaluate(task, eval_step, params) -> dict[str, dict[str, float]]:
-  """Every eval split in full -> {split: {metric: value}}."""
-  results = {}
+def _eval_totals(task, eval_step, params, carry_of=lambda carry: carry
+                 ) -> dict[str, Any]:
+  """Every eval split in full -> {split: the eval step's sums, on the host};
+  carry_of(the task's carry for the split) is the carry eval_step starts from."""
+  totals_of = {}
   for split, batches in task.eval_splits.items():
-    totals, carry = None, task.carry_for(batches[0])
+    totals, carry = None, carry_of(task.carry_for(batches[0]))
     for batch in batches:
       sums, carry = eval_step(params, batch, carry)
       totals = sums if totals is None else jax.tree_util.tree_map(
           jnp.add, totals, sums)
-    results[split] = task.summarize(jax.device_get(totals))
-  return results
+    totals_of[split] = jax.device_get(totals)
+  return totals_of
+
+
+def evaluate(task, eval_step, params) -> dict[str, dict[str, float]]:
+  """Every eval split in full -> {split: {metric: value}}."""
+  return {split: task.summarize(totals) for split, totals in
+          _eval_totals(task, eval_step, params).items()}
 
 
 # ----------------------------------------------------------------------------
@@ -696,15 +714,16 @@ def build_program(config) -> Program:
   batches.check_stackable()
   hyper = replicas_lib.hyperparameters(config)
   train_step, eval_step = make_replicated_steps(tasks[0], config, ema_decay)
+  labels = replicas_lib.labels(config)
 
   def check_batch(batch, where):
     del batch  # the stacked one; each replica's own is checked
-    for label, single in zip(replicas_lib.labels(config), batches.last_batches):
+    for label, single in zip(labels, batches.last_batches):
       input_pipeline.check_batch(single, f"{where}, replica {label['replica']}")
 
   return Program(
       task=tasks[0], train_batches=batches,
-      state=replicas_lib.stack(states).replace(step=states[0].step),
+      state=stack_states(states),
       train_step=lambda state, batch, active: train_step(
           state, batch, hyper, jnp.asarray(active)),
       evaluate=lambda params: evaluate_replicas(
@@ -712,22 +731,14 @@ def build_program(config) -> Program:
       examples_in=lambda batch: [task.examples_in(single) for task, single in
                                  zip(tasks, batches.last_batches)],
       check_batch=check_batch,
-      schedules=[make_schedule(single) for single in singles],
-      labels=replicas_lib.labels(config))
+      schedules=[make_schedule(single) for single in singles], labels=labels)
 
 
 def evaluate_replicas(task, eval_step, params, num_replicas: int
                       ) -> list[dict[str, dict[str, float]]]:
   """evaluate() for stacked params [K, ...] -> K results, one eval pass."""
-  sums = {}
-  for split, batches in task.eval_splits.items():
-    one = task.carry_for(batches[0])
-    totals, carry = None, replicas_lib.stack([one] * num_replicas)
-    for batch in batches:
-      part, carry = eval_step(params, batch, carry)
-      totals = part if totals is None else jax.tree_util.tree_map(
-          jnp.add, totals, part)
-    sums[split] = jax.device_get(totals)
+  sums = _eval_totals(task, eval_step, params,
+                      lambda carry: replicas_lib.stack([carry] * num_replicas))
   return [{split: task.summarize(replicas_lib.take(total, r))
            for split, total in sums.items()} for r in range(num_replicas)]
 
@@ -766,11 +777,17 @@ def _meta_record(progress: list[ReplicaProgress], labels: list[dict],
     if best_spec:
       record["best"] = progress[0].best
     return record
-  record["replicas"] = [
-      {**label, "examples_seen": p.examples, "solved": p.solved,
-       "solved_step": p.solved_step, **({"best": p.best} if best_spec else {})}
-      for label, p in zip(labels, progress)]
+  record["replicas"] = _replica_entries(progress, labels, best_spec)
   return record
+
+
+def _replica_entries(progress: list[ReplicaProgress], labels: list[dict],
+                     best_spec) -> list[dict[str, Any]]:
+  """Each replica's label and standing, as checkpoints and summary.json
+  record them."""
+  return [{**label, "examples_seen": p.examples, "solved": p.solved,
+           "solved_step": p.solved_step, **({"best": p.best} if best_spec else {})}
+          for label, p in zip(labels, progress)]
 
 
 def _mean_examples(progress: list[ReplicaProgress]) -> int:
@@ -792,10 +809,8 @@ def _summary(step: int, progress: list[ReplicaProgress], labels: list[dict],
   mean, sd = replicas_lib.mean_and_sd(results)
   summary.update(
       metrics=mean, metrics_sd=sd, num_replicas=len(progress),
-      replicas=[{**label, "metrics": p.results, "solved": p.solved,
-                 "solved_step": p.solved_step, "examples_seen": p.examples,
-                 **({"best": p.best} if best_spec else {})}
-                for label, p in zip(labels, progress)],
+      replicas=[{**entry, "metrics": p.results} for entry, p in zip(
+          _replica_entries(progress, labels, best_spec), progress)],
       wall_time_s=round(wall_time_s, 1), hardware=_hardware())
   if best_spec:
     values = np.asarray([p.best["value"] for p in progress if p.best])

@@ -1,7 +1,7 @@
 """Throughput of K replicas in one program against K sequential single runs.
 
-  python -m benchmarks.replicas [--tasks=adding,ptb] [--replicas=1,2,4,8,16]
-      [--rounds=5] [--calls=20]
+  python -m benchmarks.replicas [--tasks=adding,adding_h16,ptb]
+      [--replicas=1,2,4,8,16] [--rounds=5] [--calls=20]
 
 For each task's model and each K, times the jitted train step of one model
 (train.make_steps) and of K stacked replicas (train.make_replicated_steps)
@@ -10,11 +10,11 @@ the single program in one), interleaved round by round
 (benchmarks/timing.py), on batches drawn before timing. K sequential runs
 take K single steps for the K replicas' batches, so a speed-up is the median
 over rounds of K * t(single) / t(K replicas).
-Prints one markdown row per (task, K): examples per second of both, the
-ratio, and the FLOP rate of each as a share of a large matmul's (the
-model's matmul FLOPs, counted by `matmul_flops`; GEMM peak from
-benchmarks/timing.py): a model that already keeps the cores busy alone
-gains little from replicas.
+Prints one markdown row per (task, K): examples per second of the K runs
+and of each layout, each layout's speed-up, and each FLOP rate as a share of
+a large matmul's (the model's matmul FLOPs, counted by `matmul_flops`; GEMM
+peak from benchmarks/timing.py): a model that already keeps the cores busy
+alone gains little from replicas.
 
 Models: 'adding', the adding problem's at T=100 (LSTM, 128 units, batch 10);
 'adding_h16', the same with 16 units; 'ptb', the small PTB language model
@@ -103,7 +103,8 @@ def measure(config, num_replicas: list[int], rounds: int, calls: int
       variant = ml_collections.ConfigDict(config.to_dict())
       variant.num_replicas, variant.replica_program = k, program
       step, _ = train.make_replicated_steps(task, variant)
-      stacked = replicas.stack([one] * k).replace(step=jax.numpy.copy(one.step))
+      stacked = train.stack_states([jax.tree_util.tree_map(jax.numpy.copy, one)
+                                    for _ in range(k)])
       impls[program] = _stepper(step, stacked, batches, {}, active)
     samples = timing.time_interleaved(impls, rounds=rounds, calls=calls)
     rows.append({
