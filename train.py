@@ -177,7 +177,19 @@ def make_optimizer(config, hyper: dict[str, Any] | None = None
     parts.append(optax.clip_by_global_norm(
         hyper.get("grad_clip_norm", config.grad_clip_norm)))
   parts.append(opt)
+  if config.get("freeze_embeddings", False):
+    return optax.multi_transform({"trained": optax.chain(*parts),
+                                  "frozen": optax.set_to_zero()}, embedding_labels)
   return optax.chain(*parts)
+
+
+def embedding_labels(params):
+  """'frozen' for the params of modules named 'embed' (word embeddings),
+  'trained' for the rest: the labels of freeze_embeddings."""
+  def label(path, _):
+    names = [getattr(k, "key", None) for k in path]
+    return "frozen" if "embed" in names else "trained"
+  return jax.tree_util.tree_map_with_path(label, params)
 
 
 # ----------------------------------------------------------------------------

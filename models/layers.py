@@ -262,12 +262,14 @@ class RecurrentEncoder(nn.Module):
   learn_initial_state: bool = False
   input_dropout_rate: float = 0.0
   recurrent_dropout_rate: float = 0.0
+  embedding_init: Callable[..., jax.Array] | None = None  # None: Flax's default
 
   @nn.compact
   def __call__(self, inputs, lengths=None, *, deterministic: bool = True):
     xs = inputs
     if self.vocab_size is not None:
-      xs = nn.Embed(self.vocab_size, self.embed_size, name="embed")(inputs)
+      extra = {} if self.embedding_init is None else {"embedding_init": self.embedding_init}
+      xs = nn.Embed(self.vocab_size, self.embed_size, name="embed", **extra)(inputs)
     xs = nn.Dropout(self.dropout_rate)(xs, deterministic=deterministic)
     return RNN(cell=self.cell, hidden_size=self.hidden_size,
                num_layers=self.num_layers, bidirectional=self.bidirectional,

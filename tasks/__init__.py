@@ -16,6 +16,7 @@ _TASKS = {
     "parse": "tasks.parse",
     "sentiment": "tasks.sentiment",
     "tagging": "tasks.tagging",
+    "music": "tasks.music",
 }
 
 

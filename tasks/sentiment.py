@@ -8,7 +8,11 @@ or last config.max_len ids (config.truncation) -> a recurrent encoder
 (config.cell, hidden_size, num_layers, bidirectional, dropout_rate on the
 embeddings, between layers and before the head) pooled over time
 (config.pooling: 'final' states, 'max' or 'mean' over the real steps) -> 2
-logits.
+logits. With config.word_vectors='ppmi_svd' the embedding starts from
+PPMI + SVD vectors (`corpora.word_vectors`, dimension embed_size, window
+config.word_vectors_window) counted from the unlabeled text of the train
+splits of both packaged corpora (`VECTOR_CORPORA`; never a valid or test
+split, and no labels); words that text lacks start at random.
 
 Batches (B = batch, T = a bucket's padded length, from
 config.bucket_boundaries; `input_pipeline.BucketedBatches`): 'inputs' [B, T]
@@ -36,8 +40,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+import corpora
 import input_pipeline
 from corpora import sentiment as sentiment_data
+from corpora import store
+from corpora import word_vectors as word_vectors_lib
 from models import classifier
 from models.checks import check_one_of
 from tasks import base
@@ -47,6 +54,7 @@ SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 LABEL_NAMES = ("negative", "positive")   # label 0, label 1
 VOCABULARY_FILE = "vocabulary.txt"
 DATA_STATS_FILE = "data_stats.json"
+VECTOR_CORPORA = ("imdb", "rt")   # their train splits: the text word vectors count
 
 
 class EncodedSplit(NamedTuple):
@@ -136,11 +144,53 @@ def tokenized_splits(config) -> dict[str, tuple[list[list[str]], list[int]]]:
   return out
 
 
-def build_model(config, vocab_size: int) -> classifier.SequenceClassifier:
+def vector_corpus(config) -> list[list[str]]:
+  """Token lists of the unlabeled text word vectors are counted from: the
+  train split of each of VECTOR_CORPORA."""
+  return [sentiment_data.tokenize(e.text, config.lowercase)
+          for name in VECTOR_CORPORA
+          for e in sentiment_data.read_split(name, "train",
+                                             data_dir=config.data_dir or None)]
+
+
+def word_vectors(config, vocab: input_pipeline.Vocabulary
+                 ) -> word_vectors_lib.WordVectors | None:
+  """config.word_vectors' vectors for the vocabulary (None for ''), cached
+  under the data dir by settings, vocabulary and corpus."""
+  if not config.get("word_vectors", ""):
+    return None
+  check_one_of("word_vectors", config.word_vectors, ("ppmi_svd",))
+  corpus = vector_corpus(config)
+  key = {"method": config.word_vectors, "dim": config.embed_size,
+         "window": config.word_vectors_window,
+         "vocabulary": store.sha256_lines(vocab.tokens),
+         "corpus": store.sha256_lines(" ".join(tokens) for tokens in corpus)}
+  return word_vectors_lib.cached(
+      corpora.resolve_data_dir(config.data_dir or None), key,
+      lambda: word_vectors_lib.ppmi_svd(corpus, vocab.tokens, config.embed_size,
+                                        window=config.word_vectors_window))
+
+
+def build_model(config, vocab_size: int,
+                vectors: word_vectors_lib.WordVectors | None = None
+                ) -> classifier.SequenceClassifier:
+  extra = ({} if vectors is None
+           else {"embedding_init": word_vectors_lib.embedding_init(vectors)})
   encoder = base.encoder(config, vocab_size=vocab_size, embed_size=config.embed_size,
                          bidirectional=config.bidirectional,
-                         dropout_rate=config.dropout_rate)
+                         dropout_rate=config.dropout_rate, **extra)
   return classifier.SequenceClassifier(encoder, num_outputs=2, pooling=config.pooling)
+
+
+def vector_stats(vectors: word_vectors_lib.WordVectors,
+                 train_tokens: Sequence[Sequence[str]],
+                 vocab: input_pipeline.Vocabulary) -> dict:
+  """How much of the vocabulary and of the training tokens have a vector."""
+  ids = vocab.encode([t for tokens in train_tokens for t in tokens])
+  return {"ids_with_vector": int(vectors.found.sum()),
+          "train_tokens_with_vector": float(np.mean(vectors.found[ids])) if len(ids)
+          else 0.0,
+          "sha256": vectors.fingerprint()}
 
 
 def build(config) -> base.Task:
@@ -168,8 +218,11 @@ def build(config) -> base.Task:
                  for name in ("valid", "test")}
   stats = {"vocabulary_size": len(vocab), "bucket_steps": list(steps),
            **{name: split.stats for name, split in data.items()}}
+  vectors = word_vectors(config, vocab)
+  if vectors is not None:
+    stats["word_vectors"] = vector_stats(vectors, tokens["train"][0], vocab)
   return base.Task(
-      model=build_model(config, len(vocab)), loss=loss,
+      model=build_model(config, len(vocab), vectors), loss=loss,
       summarize=functools.partial(summarize,
                                   per_class=config.get("per_class_metrics", True)),
       train_batches=train_batches, eval_splits=eval_splits,

@@ -17,6 +17,7 @@ CONFIG_ARGS = {
     "adding": [None, "500"],
     "addition": [None, "9"],
     "listops": [None, "lstm", "bilstm", "tree_rnn", "tree_lstm", "child_sum"],
+    "music": [None, "tanh", "lstm", "gru", "tanh_large", "lstm_large", "gru_large"],
     "nmt": [None, "encdec", "encdec_rev", "attention", "luong"],
     "parse": [None, "listops", "ud_tr"],
     "ptb": [None, "small", "medium", "large", "char"],
@@ -141,6 +142,11 @@ TASK_KEY_CASES = [
     ("nmt", None, "test_split", 3, "test_split: expected a non-empty string, got 3"),
     ("nmt", None, "bleu_max_sentences", -1, "bleu_max_sentences: expected an integer >= 0"),
     ("nmt", None, "data_dir", None, "data_dir: expected a string, got None"),
+    ("music", None, "time_step", "sixteenth", "time_step: unknown"),
+    ("music", None, "transpose", "d", "transpose: unknown"),
+    ("sentiment", "rt", "word_vectors", "glove", "word_vectors: unknown"),
+    ("sentiment", "rt", "word_vectors_window", 0, "word_vectors_window: expected an integer >= 1"),
+    ("sentiment", "rt", "freeze_embeddings", "yes", "freeze_embeddings: expected true or false"),
 ]
 
 

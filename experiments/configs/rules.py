@@ -26,6 +26,7 @@ from typing import Any, Callable
 import input_pipeline
 import replicas
 import tasks
+from corpora import music as music_corpus
 from corpora import sentiment as sentiment_corpus
 from corpora import ud as ud_corpus
 from experiments.configs import nmt as nmt_config
@@ -243,6 +244,11 @@ RULES: dict[str, Rule] = {
     "truncation": Rule(str, choices=input_pipeline.TRUNCATIONS),
     "bucket_boundaries": Rule(str, check=check_bucket_boundaries),
     "max_word_len": _count(1),
+    "word_vectors": Rule(str, choices=("", "ppmi_svd"), hint="'': random embeddings"),
+    "word_vectors_window": _count(1),
+    "freeze_embeddings": _flag(),
+    "time_step": Rule(str, choices=tuple(music_corpus.STEPS)),
+    "transpose": Rule(str, choices=music_corpus.TRANSPOSITIONS),
     # Model.
     "model": Rule(str, choices=(*listops_task.SEQUENCE_MODELS,
                                 *listops_task.TREE_MODELS)),

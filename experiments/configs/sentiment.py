@@ -46,6 +46,11 @@ def get_config(arg: str | None = None):
   # Model.
   config.cell = "lstm"
   config.embed_size = 128 if imdb else 200
+  # '' random embeddings; 'ppmi_svd': initialised from PPMI + SVD vectors of the
+  # unlabeled text of both corpora's train splits (corpora/word_vectors.py).
+  config.word_vectors = ""
+  config.word_vectors_window = 5
+  config.freeze_embeddings = False   # True: the embedding is not trained
   config.hidden_size = 128        # per direction
   config.num_layers = 1
   config.bidirectional = True
