@@ -11,8 +11,9 @@ validation NLL (the best evaluation of each replica) is then trained with
 checkpoints. Then ROOT/table.md gets valid and test NLL (mean +- sd over
 seeds, at each seed's best validation evaluation) and ROOT/curves_updates.png
 and ROOT/curves_seconds.png the mean validation NLL against updates and
-against seconds (the 5-seed program's wall time spread evenly over its
-updates, evaluation included), as the paper's figures 2 and 3. Finished
+against seconds of training (updates times the median time of one update,
+the cells timed in turn in one process: `update_seconds`), as the paper's
+figures 2 and 3. Finished
 runs are not trained again; an interrupted one resumes.
 """
 
@@ -78,8 +79,10 @@ def best_learning_rate(workdir: str) -> tuple[float, list[tuple[float, float]]]:
   return min(pairs, key=lambda p: p[1])[0], pairs
 
 
-def seed_results(cell: str, workdir: str) -> CellResult:
-  """A finished seeds run -> its CellResult."""
+def seed_results(cell: str, workdir: str, seconds_per_step: float | None = None
+                 ) -> CellResult:
+  """A finished seeds run -> its CellResult; seconds_per_step defaults to
+  the run's wall time over its updates."""
   summary = read_json(os.path.join(workdir, "summary.json"))
   config = read_json(os.path.join(workdir, "config.json"))
   replicas = summary.get("replicas") or [{"best": summary["best"]}]
@@ -95,8 +98,37 @@ def seed_results(cell: str, workdir: str) -> CellResult:
   table = np.asarray([[curves[r][s] for s in steps] for r in sorted(curves)])
   return CellResult(cell=cell, learning_rate=float(config["learning_rate"]),
                     valid=valid, test=test, steps=np.asarray(steps), curves=table,
-                    seconds_per_step=float(summary["wall_time_s"]) / max(summary["step"], 1),
+                    seconds_per_step=seconds_per_step or (
+                        float(summary["wall_time_s"]) / max(summary["step"], 1)),
                     parameters=parameter_count(config))
+
+
+def update_seconds(cells: Sequence[str], size: str, rounds: int = 7,
+                   calls: int = 20) -> dict[str, float]:
+  """Median seconds of one training update (batch of 8 pieces) per cell,
+  the cells timed in turn in each round (`benchmarks.timing`), so that they
+  share the machine's state: the x axis of curves_seconds.png."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import statistics  # pylint: disable=g-import-not-at-top
+  import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
+  import train  # pylint: disable=g-import-not-at-top
+  from benchmarks import timing  # pylint: disable=g-import-not-at-top
+  impls = {}
+  for cell in cells:
+    config = music_config.get_config(cell if size == "paper" else f"{cell}_large")
+    task = tasks_lib.build(config)
+    tx = train.make_optimizer(config)
+    step, _ = train.make_steps(task, tx, 0.0)
+    batches = [next(task.train_batches) for _ in range(8)]
+    holder = {"state": train.initial_state(config, task, tx), "i": 0}
+
+    def run(step=step, batches=batches, holder=holder):
+      holder["state"], metrics = step(holder["state"], batches[holder["i"] % 8])
+      holder["i"] += 1
+      jax.block_until_ready(metrics)
+    impls[cell] = run
+  samples = timing.time_interleaved(impls, rounds=rounds, calls=calls)
+  return {cell: statistics.median(times) for cell, times in samples.items()}
 
 
 def parameter_count(config: dict) -> int:
@@ -118,7 +150,7 @@ def mean_sd(values: Sequence[float]) -> str:
 def table(results: Sequence[CellResult], sweeps: dict[str, list[tuple[float, float]]],
           size: str) -> str:
   lines = ["| cell | units | parameters | learning rate (of the sweep) | valid NLL "
-           "| test NLL | paper's test NLL (JSB Chorales) | seconds per update |",
+           "| test NLL | paper's test NLL (JSB Chorales) | ms per update |",
            "|---|---|---|---|---|---|---|---|"]
   for r in results:
     tried = ", ".join(f"{lr:g}: {nll:.2f}" for lr, nll in sweeps.get(r.cell, []))
@@ -126,7 +158,7 @@ def table(results: Sequence[CellResult], sweeps: dict[str, list[tuple[float, flo
     paper = f"{PAPER_TEST_NLL[r.cell]:.2f}" if size == "paper" else ""
     lines.append(f"| {CELL_NAMES[r.cell]} | {units} | {r.parameters:,} | "
                  f"{r.learning_rate:g} ({tried}) | {mean_sd(r.valid)} | "
-                 f"{mean_sd(r.test)} | {paper} | {r.seconds_per_step:.4f} |")
+                 f"{mean_sd(r.test)} | {paper} | {1e3 * r.seconds_per_step:.2f} |")
   return "\n".join(lines) + "\n"
 
 
@@ -139,7 +171,8 @@ def plot(results: Sequence[CellResult], path: str, *, seconds: bool) -> None:
     mean, sd = r.curves.mean(axis=0), r.curves.std(axis=0)
     line, = axes.plot(x, mean, label=f"{CELL_NAMES[r.cell]} ({len(r.valid)} seeds)")
     axes.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2)
-  axes.set_xlabel("seconds (wall time, evaluations included)" if seconds else "updates")
+  axes.set_xlabel("seconds of training (updates x the median seconds of one "
+                  "update)" if seconds else "updates")
   axes.set_ylabel("validation NLL per time step (nats)")
   axes.set_title("Bach chorales: validation NLL, mean ± sd over seeds")
   axes.grid(alpha=0.3)
@@ -164,8 +197,8 @@ def launch(workdir: str, cell: str, size: str, flags_: Sequence[str]) -> None:
 
 
 def run_study(root: str, cells: Sequence[str], size: str, seeds: int, steps: int,
-              learning_rates: str) -> list[CellResult]:
-  results, sweeps = [], {}
+              learning_rates: str, time_updates: bool = True) -> list[CellResult]:
+  sweeps = {}
   common = [f"--config.num_train_steps={steps}"]
   for cell in cells:
     sweep_dir = os.path.join(root, f"sweep_{cell}")
@@ -176,7 +209,9 @@ def run_study(root: str, cells: Sequence[str], size: str, seeds: int, steps: int
     seeds_dir = os.path.join(root, cell)
     launch(seeds_dir, cell, size, [*common, f"--config.num_replicas={seeds}",
                                    f"--config.learning_rate={rate}"])
-    results.append(seed_results(cell, seeds_dir))
+  seconds = update_seconds(cells, size) if time_updates else {}
+  results = [seed_results(cell, os.path.join(root, cell), seconds.get(cell))
+             for cell in cells]
   with open(os.path.join(root, "table.md"), "w") as f:
     f.write(table(results, sweeps, size))
   plot(results, os.path.join(root, "curves_updates.png"), seconds=False)

@@ -475,24 +475,26 @@ def _check_decode_args(inputs, lengths):
                      f"{None if lengths is None else tuple(lengths.shape)}")
 
 
-def _encode_for_decoding(model: Seq2seq, params, inputs, lengths, rows: int = 1):
+def _encode_for_decoding(model, params, inputs, lengths, rows: int = 1):
   """-> (step function, its initial state), the source repeated `rows` times
-  (the beams)."""
-  _check_decode_args(inputs, lengths)
+  (the beams). `model` is a `Seq2seq` or any module with its `encode`,
+  `initial_carry` and `decode_step` (e.g. `models.captioner.Captioner`, whose
+  inputs are images and lengths None)."""
+  if isinstance(model, Seq2seq):
+    _check_decode_args(inputs, lengths)
   variables = {"params": params}
-  encoded = model.apply(variables, inputs, lengths, method=Seq2seq.encode)
+  encoded = model.apply(variables, inputs, lengths, method="encode")
   if rows > 1:
     encoded = decoding.tile_beams(encoded, rows)
 
   def step(carry, tokens):
-    return model.apply(variables, carry, tokens, encoded,
-                       method=Seq2seq.decode_step)
-  return step, model.apply(variables, encoded, method=Seq2seq.initial_carry)
+    return model.apply(variables, carry, tokens, encoded, method="decode_step")
+  return step, model.apply(variables, encoded, method="initial_carry")
 
 
 @functools.partial(jax.jit, static_argnames=("model", "max_len",
                                              "return_attention"))
-def greedy_decode(model: Seq2seq, params, inputs, lengths, *, max_len: int,
+def greedy_decode(model, params, inputs, lengths, *, max_len: int,
                   return_attention: bool = False):
   """Most likely token at each step, until EOS or max_len.
 
@@ -505,7 +507,7 @@ def greedy_decode(model: Seq2seq, params, inputs, lengths, *, max_len: int,
 
 
 @functools.partial(jax.jit, static_argnames=("model", "beam_size", "max_len"))
-def beam_search(model: Seq2seq, params, inputs, lengths, *, beam_size: int,
+def beam_search(model, params, inputs, lengths, *, beam_size: int,
                 max_len: int, alpha: float = 1.0) -> decoding.Hypotheses:
   """K-best decoding (`decoding.beam_search`).
 
@@ -517,7 +519,7 @@ def beam_search(model: Seq2seq, params, inputs, lengths, *, beam_size: int,
                               beam_size=beam_size, max_len=max_len, alpha=alpha)
 
 
-def sequence_log_probs(model: Seq2seq, params, inputs, lengths, outputs,
+def sequence_log_probs(model, params, inputs, lengths, outputs,
                        output_lengths) -> jax.Array:
   """Teacher-forced log p(outputs | inputs), summed over the first
   output_lengths tokens. outputs [B, T] (EOS included) -> [B]."""

@@ -17,6 +17,7 @@ _TASKS = {
     "sentiment": "tasks.sentiment",
     "tagging": "tasks.tagging",
     "music": "tasks.music",
+    "captioning": "tasks.captioning",
 }
 
 

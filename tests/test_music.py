@@ -5,8 +5,10 @@ MIDI read back by music21)."""
 
 import json
 import math
+import re
 import subprocess
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +48,7 @@ def fake_chorales(monkeypatch):
 
 def small_config(**overrides):
   config = music_config.get_config("lstm")
-  config.update({**dict(hidden_size=5, bucket_boundaries="6", batch_size=2,
+  config.update({**dict(hidden_size=5, bucket_boundaries="", batch_size=2,
                         eval_batch_size=2, num_train_steps=6, eval_every_steps=3,
                         log_every_steps=3, progress_bar=False), **overrides})
   rules.validate(config)
@@ -173,18 +175,31 @@ def test_sample_music_writes_midi_that_music21_reads_back(fake_chorales, tmp_pat
   np.testing.assert_array_equal(music_data.read_midi_roll(str(out), 1.0), sample.roll)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--steps=0"], "--steps: expected a positive integer"),
-    (["--out=x.wav"], "--out: expected a .mid"),
-    (["--out=/no/such/folder/x.mid"], "--out: the folder /no/such/folder does not exist"),
-    (["--temperature=-1"], "--temperature: expected a value >= 0"),
+def sample_flags(tmp_path, **values):
+  fields = dict(workdir=str(tmp_path), out=f"{tmp_path}/a.mid", png="", steps=4,
+                temperature=1.0, best=False, step=None, replica=None, piece=0,
+                primer_frames=2, seed=0)
+  return types.SimpleNamespace(**{**fields, **values})
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(steps=0), "--steps: expected a positive integer"),
+    (dict(out="x.wav"), "--out: expected a .mid"),
+    (dict(out="/no/such/folder/x.mid"), "--out: the folder /no/such/folder does not exist"),
+    (dict(temperature=-1.0), "--temperature: expected a value >= 0"),
 ])
-def test_sample_music_bad_flags_are_one_line(args, message, tmp_path):
-  flags = [f"--workdir={tmp_path}", f"--out={tmp_path}/a.mid", *args]
-  result = subprocess.run([sys.executable, "-m", "experiments.sample_music", *flags],
-                          capture_output=True, text=True, check=False)
+def test_sample_music_bad_flags(values, message, tmp_path):
+  with pytest.raises(sample_music.cli.UsageError, match=re.escape(message)):
+    sample_music._run(sample_flags(tmp_path, **values))
+
+
+def test_sample_music_bad_flag_is_one_line_exit_2(tmp_path):
+  result = subprocess.run([sys.executable, "-m", "experiments.sample_music",
+                           f"--workdir={tmp_path}", f"--out={tmp_path}/a.mid",
+                           "--steps=0"], capture_output=True, text=True, check=False)
   assert result.returncode == 2, result.stderr
-  assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "error: --steps: expected a positive integer")
 
 
 @pytest.mark.parametrize("cell, units", [("rnn", 100), ("lstm", 36), ("gru", 46)])
@@ -209,27 +224,31 @@ def test_study_picks_the_best_rate_then_trains_seeds(fake_chorales, tmp_path, mo
       config.learning_rate = float(overrides["learning_rate"])
     train.train_and_evaluate(config, workdir)
   monkeypatch.setattr(music_study, "launch", launch)
-  results = music_study.run_study(str(tmp_path), ["gru"], "paper", seeds=2, steps=6,
-                                  learning_rates="1e-6,3e-2")
+  results = music_study.run_study(str(tmp_path), ["gru"], "paper", seeds=2, steps=3,
+                                  learning_rates="1e-6,3e-2", time_updates=False)
   rate, tried = music_study.best_learning_rate(str(tmp_path / "sweep_gru"))
   assert [lr for lr, _ in tried] == [1e-6, 3e-2]
   assert rate == min(tried, key=lambda t: t[1])[0] and results[0].learning_rate == rate
-  assert len(results[0].valid) == 2 and results[0].curves.shape == (2, 2)
+  assert len(results[0].valid) == 2 and results[0].curves.shape == (2, 1)
   table = (tmp_path / "table.md").read_text()
   assert "| GRU | 46 |" in table and "8.54" in table
   for name in ("curves_updates.png", "curves_seconds.png"):
     assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--cells=tanh,elman"], "--cells: expected a comma-separated subset"),
-    (["--seeds=1"], "--seeds: expected at least 2"),
-    (["--learning_rates=0.1,-1"], "--learning_rates: expected positive numbers"),
-    (["--size=huge"], "--size: expected 'paper' or 'large'"),
+def test_update_seconds_times_every_cell(fake_chorales):
+  seconds = music_study.update_seconds(["gru"], "paper", rounds=2, calls=1)
+  assert set(seconds) == {"gru"} and 0 < seconds["gru"] < 60
+
+
+@pytest.mark.parametrize("values, message", [
+    (dict(cells="tanh,elman"), "--cells: expected a comma-separated subset"),
+    (dict(seeds=1), "--seeds: expected at least 2"),
+    (dict(learning_rates="0.1,-1"), "--learning_rates: expected positive numbers"),
+    (dict(size="huge"), "--size: expected 'paper' or 'large'"),
 ])
-def test_music_study_bad_flags_are_one_line(args, message, tmp_path):
-  result = subprocess.run([sys.executable, "-m", "experiments.music_study",
-                           f"--root={tmp_path}", *args],
-                          capture_output=True, text=True, check=False)
-  assert result.returncode == 2, result.stderr
-  assert result.stderr.strip().splitlines()[-1].startswith(f"error: {message}")
+def test_music_study_bad_flags(values, message, tmp_path):
+  fields = dict(root=str(tmp_path), cells="tanh", size="paper", seeds=2, steps=1,
+                learning_rates="1e-3")
+  with pytest.raises(music_study.cli.UsageError, match=re.escape(message)):
+    music_study._run(types.SimpleNamespace(**{**fields, **values}))

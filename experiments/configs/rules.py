@@ -26,16 +26,19 @@ from typing import Any, Callable
 import input_pipeline
 import replicas
 import tasks
+from corpora import captions as caption_corpus
 from corpora import music as music_corpus
 from corpora import sentiment as sentiment_corpus
 from corpora import ud as ud_corpus
 from experiments.configs import nmt as nmt_config
 from experiments.configs import ptb as ptb_config
 from experiments.configs import tagging as tagging_config
+from models import captioner
 from models import classifier
 from models import seq2seq
 from models import tagger
 from models import tree_parser
+from tasks import captioning as captioning_task
 from tasks import listops as listops_task
 from tasks import parse as parse_task
 from tasks import ptb as ptb_task
@@ -247,6 +250,10 @@ RULES: dict[str, Rule] = {
     "word_vectors": Rule(str, choices=("", "ppmi_svd"), hint="'': random embeddings"),
     "word_vectors_window": _count(1),
     "freeze_embeddings": _flag(),
+    "decoder": Rule(str, choices=captioner.DECODERS),
+    "conv_channels": Rule(str, check=captioning_task.parse_channels),
+    "attention_penalty": Rule(float, minimum=0),
+    "image_size": _count(hint="0: as stored; else resized to S x S"),
     "time_step": Rule(str, choices=tuple(music_corpus.STEPS)),
     "transpose": Rule(str, choices=music_corpus.TRANSPOSITIONS),
     # Model.
@@ -348,6 +355,9 @@ TASK_RULES: dict[str, dict[str, Rule]] = {
     },
     "sentiment": {
         "dataset": Rule(str, choices=tuple(sentiment_corpus.SOURCES)),
+    },
+    "captioning": {
+        "dataset": Rule(str, choices=(*caption_corpus.CONFIGS, caption_corpus.COCO)),
     },
     "tagging": {
         "dataset": Rule(str, choices=tuple(ud_corpus.TREEBANKS), noun="treebank"),
