@@ -208,16 +208,23 @@ def parse_channels(spec: str) -> tuple[int, ...]:
   except ValueError:
     channels = ()
   if not channels or min(channels) < 1:
-    raise ValueError(f"conv_channels: expected positive integers separated by commas "
-                     f"(one per conv block), got {spec!r}")
+    raise ValueError(f"expected positive integers separated by commas (one per "
+                     f"conv block), got {spec!r}")
   return channels
+
+
+def channels_of(config) -> tuple[int, ...]:
+  try:
+    return parse_channels(config.conv_channels)
+  except ValueError as e:
+    raise ValueError(f"conv_channels: {e}") from None
 
 
 def build_model(config, vocab_size: int) -> captioner.Captioner:
   return captioner.Captioner(
       vocab_size=vocab_size, decoder_kind=config.decoder, embed_size=config.embed_size,
       hidden_size=config.hidden_size, num_layers=config.num_layers, cell=config.cell,
-      channels=parse_channels(config.conv_channels), dropout_rate=config.dropout_rate,
+      channels=channels_of(config), dropout_rate=config.dropout_rate,
       cell_options=flax.core.FrozenDict(base.cell_options(config)))
 
 

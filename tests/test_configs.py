@@ -15,6 +15,7 @@ from models import cells
 # Every config module and the args its docstring names.
 CONFIG_ARGS = {
     "adding": [None, "500"],
+    "captioning": [None, "shapes", "shapes_attention", "digits", "digits_attention"],
     "addition": [None, "9"],
     "listops": [None, "lstm", "bilstm", "tree_rnn", "tree_lstm", "child_sum"],
     "music": [None, "tanh", "lstm", "gru", "tanh_large", "lstm_large", "gru_large"],
@@ -143,6 +144,11 @@ TASK_KEY_CASES = [
     ("nmt", None, "bleu_max_sentences", -1, "bleu_max_sentences: expected an integer >= 0"),
     ("nmt", None, "data_dir", None, "data_dir: expected a string, got None"),
     ("music", None, "time_step", "sixteenth", "time_step: unknown"),
+    ("captioning", None, "decoder", "lstm", "decoder: unknown"),
+    ("captioning", None, "conv_channels", "16,0", "conv_channels: expected positive"),
+    ("captioning", None, "attention_penalty", -1.0, "attention_penalty: expected a finite"),
+    ("captioning", None, "image_size", -2, "image_size: expected an integer >= 0"),
+    ("captioning", None, "dataset", "mscoco", "dataset: unknown"),
     ("music", None, "transpose", "d", "transpose: unknown"),
     ("sentiment", "rt", "word_vectors", "glove", "word_vectors: unknown"),
     ("sentiment", "rt", "word_vectors_window", 0, "word_vectors_window: expected an integer >= 1"),
