@@ -5,6 +5,7 @@
   python -m experiments.caption --workdir=DIR --evaluate
   python -m experiments.caption --workdir=DIR --gallery=OUT.png [--split=test]
       [--count=8]
+  python -m experiments.caption --workdir=DIR --table
 
 --image: a PNG or JPEG (read with Pillow), resized to the model's input
 (bilinear) and converted to its channels (RGB for shapes, grey for digits;
@@ -14,7 +15,8 @@ generated word, the image overlaid with that step's attention over the CNN
 grid. --evaluate: captions every evaluation split greedily and with
 config.beam_size beams and writes WORKDIR/captions_SPLIT.json and rows
 'SPLIT/DECODER' in metrics.jsonl (what experiments.captioning does after
-training). --gallery: the first --count images of --split with the greedy
+training). --table: those files' scores as a markdown table, mean ± sd
+over replicas. --gallery: the first --count images of --split with the greedy
 and beam captions above the first reference (G:, B:, R:). Uses the
 best-validation checkpoint when the run kept one.
 """
@@ -114,6 +116,49 @@ def format_scores(reports: dict[str, Any]) -> str:
       lines.append(f"{split} {decoder} {s['bleu1']:.2f} {s['bleu4']:.2f} "
                    f"{s['cider_d']:.3f} {s['exact_match']:.3f}")
   return "\n".join(lines)
+
+
+def _mean_sd(values: list[float], scale: float = 1.0) -> str:
+  values = [scale * v for v in values]
+  if len(values) < 2:
+    return f"{values[0]:.2f}"
+  return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
+
+
+def score_table(workdir: str) -> str:
+  """Markdown: per split and decoder, BLEU-1, BLEU-4, CIDEr-D and exact
+  match (%) as mean ± sd over the run's replicas (from the
+  captions_SPLIT*.json files that --evaluate writes), then CIDEr-D and
+  exact match by number of objects (digits: of digits) for the beam."""
+  files: dict[str, list[dict]] = {}
+  for name in sorted(os.listdir(workdir)):
+    if name.startswith("captions_") and name.endswith(".json"):
+      split = name[len("captions_"):-len(".json")].split("_replica")[0]
+      with open(os.path.join(workdir, name)) as f:
+        files.setdefault(split, []).append(json.load(f))
+  if not files:
+    raise cli.UsageError(f"--workdir: {workdir} has no captions_SPLIT.json; run "
+                         f"--evaluate first")
+  lines = ["| split | decoder | seeds | BLEU-1 | BLEU-4 | CIDEr-D | exact match % |",
+           "|---|---|---|---|---|---|---|"]
+  counts_lines = []
+  for split, reports in files.items():
+    decoders = [k for k in reports[0] if k not in ("step", "references")]
+    for decoder in decoders:
+      scores = [r[decoder]["scores"] for r in reports]
+      lines.append(f"| {split} | {decoder} | {len(reports)} | "
+                   f"{_mean_sd([s['bleu1'] for s in scores])} | "
+                   f"{_mean_sd([s['bleu4'] for s in scores])} | "
+                   f"{_mean_sd([s['cider_d'] for s in scores])} | "
+                   f"{_mean_sd([s['exact_match'] for s in scores], 100)} |")
+    beam = decoders[-1]
+    for count in reports[0][beam]["by_objects"]:
+      by = [r[beam]["by_objects"][count] for r in reports]
+      counts_lines.append(f"| {split} | {count} | {_mean_sd([b['cider_d'] for b in by])} | "
+                          f"{_mean_sd([b['exact_match'] for b in by], 100)} |")
+  return "\n".join([*lines, "", f"By objects (digits), {beam}:", "",
+                    "| split | objects | CIDEr-D | exact match % |", "|---|---|---|---|",
+                    *counts_lines]) + "\n"
 
 
 def read_image(path: str, shape: tuple[int, int, int]) -> np.ndarray:
@@ -220,6 +265,9 @@ def gallery(workdir: str, path: str, *, split: str = "test", count: int = 8,
 
 def _run(f: flags.FlagValues) -> None:
   cli.check_workdir_flag(f.workdir)
+  if f.table:
+    print(score_table(f.workdir), end="")
+    return
   if f.gallery:
     if f.count < 1:
       raise cli.UsageError(f"--count: expected a positive integer, got {f.count}")
@@ -254,6 +302,8 @@ def main():
   flags.DEFINE_integer("beam", 5, "Beam size (1: greedy).")
   flags.DEFINE_string("attention_png", "", "Write the attention maps here.")
   flags.DEFINE_bool("evaluate", False, "Caption and score every evaluation split.")
+  flags.DEFINE_bool("table", False, "Print the scores of --evaluate's files as a "
+                    "markdown table, mean ± sd over replicas.")
   flags.DEFINE_string("gallery", "", "Write a PNG grid of captioned --split images.")
   flags.DEFINE_string("split", "test", "The split of --gallery.")
   flags.DEFINE_integer("count", 8, "Images in --gallery.")

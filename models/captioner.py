@@ -3,7 +3,7 @@
 B = batch, H x W x C = image, N = grid cells, D = CNN channels (the
 memory width), T = caption steps, V = caption vocabulary.
 
-  image [B, H, W, C] --ConvEncoder--> grid [B, N, D], vector [B, D] (grid mean)
+  image [B, H, W, C] --ConvEncoder--> grid [B, N, D], vector [B, D] (fc of the grid)
   decoder states_0 = tanh(W vector + b) per layer and state field
   'show_tell'      (Vinyals et al. 2015): `seq2seq.Decoder` without
                    attention; the image enters only through the initial
@@ -37,7 +37,13 @@ DECODERS = ("show_tell", "soft_attention")
 class ConvEncoder(nn.Module):
   """images [B, H, W, C] (uint8 0-255, or float 0-1) -> (grid [B, N, D],
   vector [B, D]): per block a 3x3 convolution, ReLU and 2x2 max pooling;
-  N = (H / 2^k) (W / 2^k) for k blocks, D the last block's channels."""
+  N = (H / 2^k) (W / 2^k) for k blocks, D the last block's channels. The
+  vector is LayerNorm(ReLU(W flatten(grid - its mean over cells) + b)), a
+  fully connected layer over the whole grid (the CNN's fc layer in Show and
+  Tell), so it keeps where things are (a mean over the grid would lose it).
+  Without the centring the background's features, the same in every image,
+  swamp the objects', and without the layer norm the decoder's tanh initial
+  state saturates: either way it carries next to nothing of the image."""
   channels: Sequence[int] = (32, 64, 64)
 
   @nn.compact
@@ -56,7 +62,10 @@ class ConvEncoder(nn.Module):
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
     batch, height, width, depth = x.shape
     grid = x.reshape(batch, height * width, depth)
-    return grid, jnp.mean(grid, axis=1)
+    centred = grid - jnp.mean(grid, axis=1, keepdims=True)   # the background drops out
+    vector = nn.relu(nn.Dense(depth, name="fc")(centred.reshape(batch, -1)))
+    vector = nn.LayerNorm(name="fc_norm")(vector)
+    return grid, vector
 
 
 class Captioner(nn.Module):

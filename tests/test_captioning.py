@@ -39,7 +39,12 @@ def test_cnn_grid_shapes(shape, cells):
   params = encoder.init(jax.random.PRNGKey(0), images(shape))
   grid, vector = encoder.apply(params, images(shape))
   assert grid.shape == (2, cells, 6) and vector.shape == (2, 6)
-  np.testing.assert_allclose(np.asarray(vector), np.asarray(grid.mean(axis=1)), rtol=1e-6)
+  fc = params["params"]["fc"]
+  centred = np.asarray(grid) - np.asarray(grid).mean(axis=1, keepdims=True)
+  want = np.maximum(centred.reshape(2, -1) @ np.asarray(fc["kernel"])
+                    + np.asarray(fc["bias"]), 0)
+  want = (want - want.mean(-1, keepdims=True)) / np.sqrt(want.var(-1, keepdims=True) + 1e-6)
+  np.testing.assert_allclose(np.asarray(vector), want, rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="too small"):
     encoder.init(jax.random.PRNGKey(0), images((1, 4, 4, 3)))
 
@@ -165,6 +170,8 @@ def test_tiny_run_learns_the_colour_and_scores_its_captions(fake_scenes, tmp_pat
   saved = json.loads((tmp_path / "captions_test_replica0.json").read_text())
   assert len(saved["greedy"]["captions"]) == 4
   assert "test greedy" in caption.format_scores(reports)
+  table = caption.score_table(str(tmp_path))
+  assert "| test | greedy | 2 | " in table and "| test | 1 | " in table
   caption.gallery(str(tmp_path), str(tmp_path / "gallery.png"), count=3, replica=0)
   assert (tmp_path / "gallery.png").read_bytes()[:4] == b"\x89PNG"
   from PIL import Image
@@ -211,7 +218,8 @@ def test_read_image_converts_and_refuses_clearly(tmp_path):
 ])
 def test_caption_command_bad_flags(values, message, tmp_path):
   fields = dict(workdir=str(tmp_path), image="x.png", beam=5, attention_png="",
-                evaluate=False, replica=None, gallery="", split="test", count=8)
+                evaluate=False, replica=None, gallery="", split="test", count=8,
+                table=False)
   with pytest.raises(caption.cli.UsageError, match=re.escape(message)):
     caption._run(types.SimpleNamespace(**{**fields, **values}))
 

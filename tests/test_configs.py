@@ -24,7 +24,7 @@ CONFIG_ARGS = {
     "ptb": [None, "small", "medium", "large", "char"],
     "reber": [None],
     "reversal": [None, "attention"],
-    "sentiment": [None, "imdb", "rt"],
+    "sentiment": [None, "imdb", "rt", "rt_vectors"],
     "tagging": [None, "ud_he", "ud_tr"],
     "temporal_order": [None, "6a", "6b"],
 }
