@@ -15,8 +15,9 @@ Expected test accuracy: IMDB >= 88% (the last 400 tokens of each review,
 4 epochs); RT about 76.7% from random embeddings, 78% with rt_vectors
 (embeddings started from PPMI-SVD vectors of the corpora's unlabeled train
 text, variational dropout 0.3 / 0.3, 1,000 steps). IMDB's test split is a
-held-out tenth of the official training set (docs/results/text_tasks.md). The best validation evaluation is
-kept in WORKDIR/best_checkpoint. Other cells and shapes:
+held-out tenth of the official training set (docs/results/text_tasks.md).
+The best validation evaluation is kept in WORKDIR/best_checkpoint. Other
+cells and shapes:
 --config.cell=gru, --config.num_layers=2, --config.bidirectional=false,
 --config.pooling=final.
 """
