@@ -210,6 +210,15 @@ class ReplicaBatches(Iterator[dict]):
       it.set_state(position)
 
 
+def mean_sd_text(values: Sequence[float], digits: int = 2, scale: float = 1.0) -> str:
+  """'mean ± sample sd' of values * scale at `digits` decimals; one value
+  alone, without the ±."""
+  values = [scale * float(v) for v in values]
+  if len(values) < 2:
+    return f"{values[0]:.{digits}f}"
+  return f"{np.mean(values):.{digits}f} ± {np.std(values, ddof=1):.{digits}f}"
+
+
 def mean_and_sd(values: Sequence[dict[str, dict[str, Any]]]
                 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]]]:
   """K results {split: {metric: value}} -> (mean, sample sd over replicas) of

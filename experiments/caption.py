@@ -34,6 +34,7 @@ from absl import flags
 
 import replicas as replicas_lib
 import train
+import workdir as workdir_lib
 from experiments import cli
 from experiments import line_input
 from models import seq2seq as s2s
@@ -75,9 +76,9 @@ def _evaluate_replica(workdir: str, replica: int | None, suffix: str) -> dict[st
       continue
     report = captioning.caption_report(config, task.model, params, task.vocab, part)
     reports[split] = report
-    with open(os.path.join(workdir, f"captions_{split}{suffix}.json"), "w") as f:
-      json.dump({"step": step, **report, "references": [list(e.captions) for e in part]},
-                f, indent=1)
+    workdir_lib.write_json(os.path.join(workdir, f"captions_{split}{suffix}.json"),
+                           {"step": step, **report,
+                            "references": [list(e.captions) for e in part]})
     for decoder, result in report.items():
       rows.append({"step": step, "split": f"{split}/{decoder}", **label,
                    **result["scores"]})
@@ -118,13 +119,6 @@ def format_scores(reports: dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def _mean_sd(values: list[float], scale: float = 1.0) -> str:
-  values = [scale * v for v in values]
-  if len(values) < 2:
-    return f"{values[0]:.2f}"
-  return f"{np.mean(values):.2f} ± {np.std(values, ddof=1):.2f}"
-
-
 def score_table(workdir: str) -> str:
   """Markdown: per split and decoder, BLEU-1, BLEU-4, CIDEr-D and exact
   match (%) as mean ± sd over the run's replicas (from the
@@ -147,15 +141,16 @@ def score_table(workdir: str) -> str:
     for decoder in decoders:
       scores = [r[decoder]["scores"] for r in reports]
       lines.append(f"| {split} | {decoder} | {len(reports)} | "
-                   f"{_mean_sd([s['bleu1'] for s in scores])} | "
-                   f"{_mean_sd([s['bleu4'] for s in scores])} | "
-                   f"{_mean_sd([s['cider_d'] for s in scores])} | "
-                   f"{_mean_sd([s['exact_match'] for s in scores], 100)} |")
+                   f"{replicas_lib.mean_sd_text([s['bleu1'] for s in scores])} | "
+                   f"{replicas_lib.mean_sd_text([s['bleu4'] for s in scores])} | "
+                   f"{replicas_lib.mean_sd_text([s['cider_d'] for s in scores])} | "
+                   f"{replicas_lib.mean_sd_text([s['exact_match'] for s in scores], scale=100)} |")
     beam = decoders[-1]
     for count in reports[0][beam]["by_objects"]:
       by = [r[beam]["by_objects"][count] for r in reports]
-      counts_lines.append(f"| {split} | {count} | {_mean_sd([b['cider_d'] for b in by])} | "
-                          f"{_mean_sd([b['exact_match'] for b in by], 100)} |")
+      cider = replicas_lib.mean_sd_text([b["cider_d"] for b in by])
+      exact = replicas_lib.mean_sd_text([b["exact_match"] for b in by], scale=100)
+      counts_lines.append(f"| {split} | {count} | {cider} | {exact} |")
   return "\n".join([*lines, "", f"By objects (digits), {beam}:", "",
                     "| split | objects | CIDEr-D | exact match % |", "|---|---|---|---|",
                     *counts_lines]) + "\n"

@@ -20,7 +20,6 @@ runs are not trained again; an interrupted one resumes.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from typing import Sequence
 import numpy as np
 from absl import flags
 
+import replicas
 from experiments import cli
 from experiments import line_input
 from experiments.configs import music as music_config
@@ -54,13 +54,11 @@ class CellResult:
 
 
 def read_json(path: str):
+  """`cli.read_json`, with a missing file (an unfinished run) a UsageError."""
   try:
-    with open(path) as f:
-      return json.load(f)
+    return cli.read_json(path)
   except FileNotFoundError:
     raise cli.UsageError(f"{path}: missing; has the run finished?") from None
-  except json.JSONDecodeError as e:
-    raise cli.CorruptFileError(f"{path}: not JSON ({e})") from None
 
 
 def best_learning_rate(workdir: str) -> tuple[float, list[tuple[float, float]]]:
@@ -89,11 +87,9 @@ def seed_results(cell: str, workdir: str, seconds_per_step: float | None = None
   valid = [r["best"]["metrics"]["valid"]["nll"] for r in replicas]
   test = [r["best"]["metrics"]["test"]["nll"] for r in replicas]
   curves: dict[int, dict[int, float]] = {}
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    for line in f:
-      row = json.loads(line)
-      if row["split"] == "valid":
-        curves.setdefault(row.get("replica", 0), {})[row["step"]] = row["nll"]
+  for row in cli.read_jsonl(os.path.join(workdir, "metrics.jsonl")):
+    if row["split"] == "valid":
+      curves.setdefault(row.get("replica", 0), {})[row["step"]] = row["nll"]
   steps = sorted(set.intersection(*(set(c) for c in curves.values())))
   table = np.asarray([[curves[r][s] for s in steps] for r in sorted(curves)])
   return CellResult(cell=cell, learning_rate=float(config["learning_rate"]),
@@ -142,11 +138,6 @@ def parameter_count(config: dict) -> int:
   return recurrent + h * p + p
 
 
-def mean_sd(values: Sequence[float]) -> str:
-  sd = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-  return f"{np.mean(values):.3f} ± {sd:.3f}"
-
-
 def table(results: Sequence[CellResult], sweeps: dict[str, list[tuple[float, float]]],
           size: str) -> str:
   lines = ["| cell | units | parameters | learning rate (of the sweep) | valid NLL "
@@ -157,8 +148,8 @@ def table(results: Sequence[CellResult], sweeps: dict[str, list[tuple[float, flo
     units = music_config.SIZES[r.cell if size == "paper" else f"{r.cell}_large"]
     paper = f"{PAPER_TEST_NLL[r.cell]:.2f}" if size == "paper" else ""
     lines.append(f"| {CELL_NAMES[r.cell]} | {units} | {r.parameters:,} | "
-                 f"{r.learning_rate:g} ({tried}) | {mean_sd(r.valid)} | "
-                 f"{mean_sd(r.test)} | {paper} | {1e3 * r.seconds_per_step:.2f} |")
+                 f"{r.learning_rate:g} ({tried}) | {replicas.mean_sd_text(r.valid, 3)} | "
+                 f"{replicas.mean_sd_text(r.test, 3)} | {paper} | {1e3 * r.seconds_per_step:.2f} |")
   return "\n".join(lines) + "\n"
 
 

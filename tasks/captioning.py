@@ -25,7 +25,6 @@ like the cross-entropy).
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 from typing import Any, Sequence
@@ -62,9 +61,11 @@ class WordVocabulary:
 
   @classmethod
   def build(cls, captions: Sequence[str], min_count: int = 1) -> "WordVocabulary":
-    counts = collections.Counter(w for c in captions for w in c.split())
-    return cls([w for w, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                if n >= min_count])
+    """The words of the captions seen >= min_count times, most frequent first
+    (`input_pipeline.build_word_vocabulary`'s order, without its specials)."""
+    words = input_pipeline.build_word_vocabulary(
+        (c.split() for c in captions), min_count=min_count).tokens
+    return cls(words[2:])   # after '<pad>', '<unk>'
 
   @property
   def size(self) -> int:
@@ -87,14 +88,7 @@ class WordVocabulary:
     return " ".join(words)
 
   def file(self) -> bytes:
-    return ("\n".join(self.tokens) + "\n").encode("utf-8")
-
-  @classmethod
-  def from_file(cls, contents: bytes) -> "WordVocabulary":
-    tokens = contents.decode("utf-8").split("\n")[:-1]
-    if tuple(tokens[:len(SPECIAL)]) != SPECIAL:
-      raise ValueError(f"vocabulary: expected it to start with {SPECIAL}")
-    return cls(tokens[len(SPECIAL):])
+    return input_pipeline.vocabulary_file(self)
 
 
 @dataclasses.dataclass(frozen=True)
