@@ -52,6 +52,8 @@ import optax
 import orbax.checkpoint as ocp
 from etils import epath
 
+import devices
+
 # A train state (train.TrainState: step, params, opt_state, rng, carry,
 # ema_params, eval_params()); this module takes it as a template.
 TrainState = Any
@@ -128,8 +130,8 @@ def state_checksum(state) -> str:
   """sha256 over every array of a train state (dtype, shape, bytes), in tree
   order; saved in each checkpoint's meta and checked on restore."""
   digest = hashlib.sha256()
-  for leaf in jax.tree_util.tree_leaves(jax.device_get(state)):
-    array = np.ascontiguousarray(np.asarray(leaf))
+  for leaf in jax.tree_util.tree_leaves(state):
+    array = np.ascontiguousarray(devices.host_value(leaf))
     digest.update(f"{array.dtype.str}{array.shape}".encode())
     digest.update(array.tobytes())
   return digest.hexdigest()
@@ -308,7 +310,7 @@ class Checkpoints:
     state = restored["state"]
     bad = [jax.tree_util.keystr(path) for path, leaf in
            jax.tree_util.tree_leaves_with_path(state.params)
-           if not np.all(np.isfinite(np.asarray(leaf)))]
+           if not np.all(np.isfinite(devices.host_value(leaf)))]
     if bad:
       raise CheckpointError(f"checkpoint {step} in {self.directory} holds "
                             f"non-finite params at {bad[:3]}")

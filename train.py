@@ -46,7 +46,9 @@ import optax
 import tqdm
 
 import checkpoints as checkpoints_lib
+import devices as devices_lib
 import input_pipeline
+import precision
 import replicas as replicas_lib
 import tasks as tasks_lib
 import workdir as workdir_lib
@@ -56,11 +58,11 @@ from checkpoints import CheckpointError, fault_point
 from tasks import base as task_base
 from models import cells
 
-# Keys that may change between a run and its resumption (budgets and
-# reporting cadence); any other difference is an error, unless the run is
+# Keys that may change between a run and its resumption (budgets, reporting
+# cadence, the number of devices); any other difference is an error, unless the run is
 # resumed with allow_config_change naming the key.
 RESUMABLE_KEYS = frozenset({"num_train_steps", "max_train_examples",
-                            "stop_when_solved", "progress_bar"})
+                            "stop_when_solved", "progress_bar", "num_devices"})
 
 # Keys that allow_config_change refuses: they change the parameters' shapes,
 # the optimizer state's structure, the data or the run's meaning, so no
@@ -73,7 +75,7 @@ STRUCTURAL_KEYS = frozenset({
     "gru_reset_after", "rnn_activation", "num_symbols", "objective",
     "optimizer", "ema_decay", "seed", "data_seed", "dataset", "batch_size",
     "seq_len", "max_len", "level", "copy", "tree_form", "num_replicas",
-    "replica_sweep"})
+    "replica_sweep", "grad_accum_steps"})
 
 
 # on_evaluation(step, {split: {metric: value}}): see train_and_evaluate.
@@ -124,9 +126,11 @@ def make_schedule(config, hyper: dict[str, Any] | None = None) -> optax.Schedule
   `hyper` overrides config numbers (replicas.SWEEPABLE) with possibly traced
   values: one replica's swept learning_rate or lr_decay_factor.
 
-  'cosine' decays to 0 over lr_decay_steps (default: num_train_steps) and
-  stays there. 'step' multiplies the rate by lr_decay_factor every lr_decay_every_steps
-  steps once lr_decay_start_step is reached (Zaremba et al.'s schedule).
+  Steps here are optimiser updates, which are batches unless
+  grad_accum_steps > 1. 'cosine' decays to 0 over lr_decay_steps (default:
+  the updates of num_train_steps) and stays there. 'step' multiplies the
+  rate by lr_decay_factor every lr_decay_every_steps steps once
+  lr_decay_start_step is reached (Zaremba et al.'s schedule).
   """
   hyper = hyper or {}
   lr = hyper.get("learning_rate", config.learning_rate)
@@ -137,7 +141,8 @@ def make_schedule(config, hyper: dict[str, Any] | None = None) -> optax.Schedule
   if name == "constant":
     schedule = optax.constant_schedule(lr)
   elif name == "cosine":
-    horizon = config.get("lr_decay_steps", 0) or config.num_train_steps
+    horizon = config.get("lr_decay_steps", 0) or (
+        config.num_train_steps // config.get("grad_accum_steps", 1))
     schedule = optax.cosine_decay_schedule(lr, max(horizon, 1))
   else:
     start, every = config.lr_decay_start_step, config.lr_decay_every_steps
@@ -153,10 +158,26 @@ def make_schedule(config, hyper: dict[str, Any] | None = None) -> optax.Schedule
   return schedule
 
 
+def batch_schedule(config) -> Callable[[int], Any]:
+  """The learning rate of the update batch i (0-based) took part in: the
+  schedule of the last update made by then (grad_accum_steps batches make
+  one update)."""
+  schedule, accumulate = make_schedule(config), config.get("grad_accum_steps", 1)
+  if accumulate == 1:
+    return schedule
+  return lambda i: schedule(max((i + 1) // accumulate - 1, 0))
+
+
 def make_optimizer(config, hyper: dict[str, Any] | None = None
                    ) -> optax.GradientTransformation:
   """config's optimiser; `hyper` overrides its numbers as make_schedule's does
-  (a swept grad_clip_norm is > 0, so the layout is the same for every value)."""
+  (a swept grad_clip_norm is > 0, so the layout is the same for every value).
+
+  grad_accum_steps = K > 1 wraps it in optax.MultiSteps: gradients of K
+  consecutive batches are averaged and applied as one update (clipped as
+  one), the update of one batch K times larger when the loss is a mean over
+  equally many examples per batch.
+  """
   hyper = hyper or {}
   name = config.optimizer
   if name not in _OPTIMIZERS:
@@ -177,10 +198,12 @@ def make_optimizer(config, hyper: dict[str, Any] | None = None
     parts.append(optax.clip_by_global_norm(
         hyper.get("grad_clip_norm", config.grad_clip_norm)))
   parts.append(opt)
+  tx = optax.chain(*parts)
   if config.get("freeze_embeddings", False):
-    return optax.multi_transform({"trained": optax.chain(*parts),
-                                  "frozen": optax.set_to_zero()}, embedding_labels)
-  return optax.chain(*parts)
+    tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()},
+                               embedding_labels)
+  accumulate = config.get("grad_accum_steps", 1)
+  return optax.MultiSteps(tx, accumulate) if accumulate > 1 else tx
 
 
 def embedding_labels(params):
@@ -195,19 +218,38 @@ def embedding_labels(params):
 # ----------------------------------------------------------------------------
 # Steps.
 
-def _step_bodies(task, ema_decay: float):
+def _apply_in(task, compute_dtype):
+  """task.apply run in compute_dtype (precision.py): params, the batch's
+  floating inputs and the carry cast to it, outputs and new carry cast back
+  to float32; task.apply itself for float32."""
+  if compute_dtype == jnp.float32:
+    return task.apply
+
+  def apply(params, batch, rng, carry, *, train):
+    outputs, carry = task.apply(
+        precision.cast_floating(params, compute_dtype),
+        precision.cast_floating(batch, compute_dtype), rng,
+        precision.cast_floating(carry, compute_dtype), train=train)
+    return (precision.cast_floating(outputs, jnp.float32),
+            precision.cast_floating(carry, jnp.float32))
+  return apply
+
+
+def _step_bodies(task, ema_decay: float, compute_dtype=jnp.float32):
   """-> (train_body(state, batch, tx), eval_body(params, batch, carry)), unjitted.
 
   ema_decay > 0 keeps ema = decay * ema + (1 - decay) * params after each
   step (an exponential moving average, Polyak & Juditsky 1992), and the
-  evaluations use it.
+  evaluations use it. The model runs in compute_dtype (precision.py); the
+  loss, gradients and state stay float32.
   """
+  apply = _apply_in(task, jnp.dtype(compute_dtype))
 
   def train_body(state: TrainState, batch, tx):
     rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):
-      outputs, carry = task.apply(params, batch, rng, state.carry, train=True)
+      outputs, carry = apply(params, batch, rng, state.carry, train=True)
       loss, _ = task.loss(outputs, batch)
       return loss, carry
 
@@ -224,18 +266,40 @@ def _step_bodies(task, ema_decay: float):
                          ema_params=ema), metrics
 
   def eval_body(params, batch, carry):
-    outputs, carry = task.apply(params, batch, None, carry, train=False)
+    outputs, carry = apply(params, batch, None, carry, train=False)
     return task.loss(outputs, batch)[1], carry
 
   return train_body, eval_body
 
 
-def make_steps(task, tx, ema_decay: float = 0.0):
+def make_steps(task, tx, ema_decay: float = 0.0, compute_dtype=jnp.float32,
+               parallel: devices_lib.DataParallel | None = None):
   """-> (train_step(state, batch), eval_step(params, batch, carry)), both
-  jitted; compiled once per batch shape. See _step_bodies for ema_decay."""
-  train_body, eval_body = _step_bodies(task, ema_decay)
+  jitted; compiled once per batch shape. See _step_bodies for ema_decay and
+  compute_dtype. With `parallel`, the steps take arrays laid out by
+  parallel.put_state / put_batch and keep those layouts (devices.py)."""
+  train_body, eval_body = _step_bodies(task, ema_decay, compute_dtype)
+  train_body, eval_body = _laid_out(train_body, eval_body, parallel)
   return (jax.jit(lambda state, batch: train_body(state, batch, tx),
                   donate_argnums=0), jax.jit(eval_body))
+
+
+def _laid_out(train_body, eval_body, parallel: devices_lib.DataParallel | None):
+  """The step bodies with their outputs constrained to the mesh's layouts:
+  the state as put_state lays it out, metrics and sums replicated, the
+  carry split like the batch."""
+  if parallel is None:
+    return train_body, eval_body
+
+  def laid_out_train(state, batch, *args):
+    state, metrics = train_body(state, batch, *args)
+    return (parallel.constrain_state(state),
+            parallel.constrain_replicated(metrics))
+
+  def laid_out_eval(params, batch, carry):
+    sums, carry = eval_body(params, batch, carry)
+    return parallel.constrain_replicated(sums), parallel.constrain_batch(carry)
+  return laid_out_train, laid_out_eval
 
 
 # The axes vmap maps over in a replicated TrainState: everything but the step.
@@ -272,7 +336,8 @@ def _replica(state: TrainState, r: int) -> TrainState:
       for field in _REPLICATED_FIELDS})
 
 
-def make_replicated_steps(task, config, ema_decay: float = 0.0):
+def make_replicated_steps(task, config, ema_decay: float = 0.0,
+                          parallel: devices_lib.DataParallel | None = None):
   """make_steps for K replicas stacked on axis 0 (replicas.py), jitted once.
 
   train_step(state, batch [K, B, ...], hyper {KEY: [K]}, active [K] bool)
@@ -282,8 +347,10 @@ def make_replicated_steps(task, config, ema_decay: float = 0.0):
   eval_step(params [K, ...], batch, carry [K, ...]) shares one eval batch.
   replica_program(config) says how the K replicas are laid out: 'vmap' (one
   batched program) or 'unrolled' (K copies of the single program in one).
+  `parallel` (batch_axis 1) splits each replica's batch across devices.
   """
-  train_body, eval_body = _step_bodies(task, ema_decay)
+  train_body, eval_body = _step_bodies(task, ema_decay,
+                                       precision.compute_dtype(config))
   num_replicas = replicas_lib.count(config)
 
   def one_replica(state, batch, hyper, active):
@@ -292,9 +359,10 @@ def make_replicated_steps(task, config, ema_decay: float = 0.0):
     return kept.replace(step=new.step), metrics
 
   if replica_program(config) == "vmap":
-    train_step = jax.vmap(one_replica, in_axes=(_REPLICA_AXES, 0, 0, 0),
-                          out_axes=(_REPLICA_AXES, 0))
-    eval_step = jax.vmap(eval_body, in_axes=(0, None, 0))
+    train_step, eval_step = _laid_out(
+        jax.vmap(one_replica, in_axes=(_REPLICA_AXES, 0, 0, 0),
+                 out_axes=(_REPLICA_AXES, 0)),
+        jax.vmap(eval_body, in_axes=(0, None, 0)), parallel)
     return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
 
   def unrolled_train_step(state, batch, hyper, active):
@@ -310,8 +378,9 @@ def make_replicated_steps(task, config, ema_decay: float = 0.0):
     return (replicas_lib.stack([o[0] for o in outs]),
             replicas_lib.stack([o[1] for o in outs]))
 
-  return (jax.jit(unrolled_train_step, donate_argnums=0),
-          jax.jit(unrolled_eval_step))
+  train_step, eval_step = _laid_out(unrolled_train_step, unrolled_eval_step,
+                                    parallel)
+  return jax.jit(train_step, donate_argnums=0), jax.jit(eval_step)
 
 
 def _eval_totals(task, eval_step, params, carry_of=lambda carry: carry
@@ -325,7 +394,7 @@ def _eval_totals(task, eval_step, params, carry_of=lambda carry: carry
       sums, carry = eval_step(params, batch, carry)
       totals = sums if totals is None else jax.tree_util.tree_map(
           jnp.add, totals, sums)
-    totals_of[split] = jax.device_get(totals)
+    totals_of[split] = jax.tree_util.tree_map(devices_lib.host_value, totals)
   return totals_of
 
 
@@ -339,9 +408,11 @@ def evaluate(task, eval_step, params) -> dict[str, dict[str, float]]:
 # Files in the workdir.
 
 class MetricsWriter:
-  """metrics.jsonl + TensorBoard + log lines."""
+  """metrics.jsonl + TensorBoard + log lines; with enabled=False (the
+  processes of a multi-process run but process 0) it writes nothing."""
 
-  def __init__(self, workdir: str):
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled
     self.path = os.path.join(workdir, "metrics.jsonl")
     self._tb = None
     self._tb_dir = os.path.join(workdir, "tensorboard")
@@ -349,7 +420,7 @@ class MetricsWriter:
   def drop_after(self, step: int) -> None:
     """Forgets lines from beyond `step` (written before a crash), and a last
     line cut short by one; replaces the file in one step."""
-    if not os.path.exists(self.path):
+    if not self.enabled or not os.path.exists(self.path):
       return
     kept = []
     with open(self.path) as f:
@@ -374,6 +445,8 @@ class MetricsWriter:
 
   def append(self, record: dict[str, Any]) -> None:
     """One JSON line, written with one call."""
+    if not self.enabled:
+      return
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
     fault_point("metrics_line")
@@ -382,6 +455,8 @@ class MetricsWriter:
             label: dict[str, Any] | None = None) -> None:
     """One row; `label` ({'replica': r, ...}) tells a replica's rows apart
     and prefixes its TensorBoard tags with replica_r/."""
+    if not self.enabled:
+      return
     label = label or {}
     record = {"step": int(step), "split": split, **label, **metrics}
     self.append(record)
@@ -668,7 +743,9 @@ def train_and_evaluate(config, workdir: str, *,
   parse_best_metric(config.get("best_metric", ""))
   workdir = os.path.abspath(os.path.expanduser(workdir))  # orbax needs absolute
   program = build_program(config)
-  with workdir_lib.lock(workdir):
+  # Process 0 holds the lock for all the processes of a multi-process run.
+  with (workdir_lib.lock(workdir) if devices_lib.is_main_process()
+        else contextlib.nullcontext()):
     return _train_in_workdir(config, workdir, program, allow_config_change,
                              on_evaluation)
 
@@ -686,6 +763,7 @@ class Program:
   check_batch: (batch, where) -> None, raising ValueError on a malformed one.
   schedules: K learning-rate schedules (for the train rows).
   labels: K dicts telling the replicas apart ([{}] for one model).
+  parallel: the device mesh and layouts (devices.py); None on one device.
   """
   task: Any
   train_batches: Any
@@ -696,27 +774,65 @@ class Program:
   check_batch: Callable
   schedules: list
   labels: list[dict[str, Any]]
+  parallel: devices_lib.DataParallel | None = None
 
   @property
   def num_replicas(self) -> int:
     return len(self.labels)
 
+  @property
+  def num_devices(self) -> int:
+    return 1 if self.parallel is None else self.parallel.num_devices
+
+  def place_state(self, state: TrainState) -> TrainState:
+    """`state` laid out on the program's devices (a restored one, too)."""
+    return state if self.parallel is None else self.parallel.put_state(state)
+
+
+def data_parallel(config, batch_axis: int = 0
+                  ) -> devices_lib.DataParallel | None:
+  """The run's device mesh (devices.py): config.num_devices of the visible
+  devices, 0 meaning all; None for one device in one process (no layouts).
+  ValueError when batch_size does not divide by the device count."""
+  num_devices = devices_lib.resolve_num_devices(config)
+  if num_devices == 1 and jax.process_count() == 1:
+    return None
+  return devices_lib.DataParallel.from_config(config, batch_axis)
+
+
+def _placing(parallel: devices_lib.DataParallel | None, eval_step):
+  """-> (put_batch, eval_step taking host batches and carries): the batch
+  laid out on the mesh before each step; identities without a mesh."""
+  if parallel is None:
+    return (lambda batch: batch), eval_step
+  # Replicas share each eval batch: it is split on axis 0, their carries on 1.
+  put_eval = dataclasses.replace(parallel, batch_axis=0).put_batch
+  return parallel.put_batch, lambda params, batch, carry: eval_step(
+      params, put_eval(batch), parallel.put_batch(carry))
+
 
 def build_program(config) -> Program:
-  """The task(s), initial state and jitted steps of config (K = num_replicas)."""
+  """The task(s), initial state and jitted steps of config (K = num_replicas),
+  laid out on the run's devices (data_parallel)."""
   ema_decay = config.get("ema_decay", 0.0)
+  compute_dtype = precision.compute_dtype(config)
   if replicas_lib.count(config) == 1:
+    parallel = data_parallel(config)
     task = tasks_lib.build(config)
     tx = make_optimizer(config)
-    train_step, eval_step = make_steps(task, tx, ema_decay)
+    train_step, eval_step = make_steps(task, tx, ema_decay, compute_dtype,
+                                       parallel)
+    put, eval_step = _placing(parallel, eval_step)
+    state = initial_state(config, task, tx)
     return Program(
         task=task, train_batches=task.train_batches,
-        state=initial_state(config, task, tx),
-        train_step=lambda state, batch, active: train_step(state, batch),
+        state=state if parallel is None else parallel.put_state(state),
+        train_step=lambda state, batch, active: train_step(state, put(batch)),
         evaluate=lambda params: [evaluate(task, eval_step, params)],
         examples_in=lambda batch: [task.examples_in(batch)],
         check_batch=input_pipeline.check_batch,
-        schedules=[make_schedule(config)], labels=[{}])
+        schedules=[batch_schedule(config)], labels=[{}], parallel=parallel)
+  parallel = data_parallel(config, batch_axis=1)
   singles = [replicas_lib.replica_config(config, r)
              for r in range(replicas_lib.count(config))]
   tasks = [tasks_lib.build(single) for single in singles]
@@ -725,8 +841,11 @@ def build_program(config) -> Program:
   batches = replicas_lib.ReplicaBatches([task.train_batches for task in tasks])
   batches.check_stackable()
   hyper = replicas_lib.hyperparameters(config)
-  train_step, eval_step = make_replicated_steps(tasks[0], config, ema_decay)
+  train_step, eval_step = make_replicated_steps(tasks[0], config, ema_decay,
+                                                parallel)
+  put, eval_step = _placing(parallel, eval_step)
   labels = replicas_lib.labels(config)
+  state = stack_states(states)
 
   def check_batch(batch, where):
     del batch  # the stacked one; each replica's own is checked
@@ -735,15 +854,16 @@ def build_program(config) -> Program:
 
   return Program(
       task=tasks[0], train_batches=batches,
-      state=stack_states(states),
+      state=state if parallel is None else parallel.put_state(state),
       train_step=lambda state, batch, active: train_step(
-          state, batch, hyper, jnp.asarray(active)),
+          state, put(batch), hyper, jnp.asarray(active)),
       evaluate=lambda params: evaluate_replicas(
           tasks[0], eval_step, params, len(tasks)),
       examples_in=lambda batch: [task.examples_in(single) for task, single in
                                  zip(tasks, batches.last_batches)],
       check_batch=check_batch,
-      schedules=[make_schedule(single) for single in singles], labels=labels)
+      schedules=[batch_schedule(single) for single in singles], labels=labels,
+      parallel=parallel)
 
 
 def evaluate_replicas(task, eval_step, params, num_replicas: int
@@ -853,7 +973,9 @@ def _train_in_workdir(config, workdir: str, program: Program,
   task, state, labels = program.task, program.state, program.labels
   replicated = program.num_replicas > 1
   plan = _plan_config(workdir, config, allow_config_change)
-  _check_run_files(workdir, task)
+  main = devices_lib.is_main_process()  # the one that writes the run's files
+  if main:
+    _check_run_files(workdir, task)
   best_spec = parse_best_metric(config.get("best_metric", ""))
   cleanup = contextlib.ExitStack()
   with cleanup:
@@ -867,12 +989,13 @@ def _train_in_workdir(config, workdir: str, program: Program,
           os.path.join(workdir, checkpoints_lib.BEST_DIR), 1,
           make_optimizer=make_optimizer)
       cleanup.callback(best_checkpoints.close)
-    writer = MetricsWriter(workdir)
+    writer = MetricsWriter(workdir, enabled=main)
     cleanup.callback(writer.close)
     meta = {"examples_seen": 0, "wall_time_s": 0.0, "solved": False}
     latest = checkpoints.latest_step()
     if latest is not None:
       state, data_state, meta = checkpoints.restore(latest, state)
+      state = program.place_state(state)  # saved on any number of devices
       program.train_batches.set_state(data_state)
       print(f"Resumed from checkpoint {latest} in {checkpoints.directory}",
             flush=True)
@@ -886,7 +1009,8 @@ def _train_in_workdir(config, workdir: str, program: Program,
       best_state = checkpoints_lib.reconcile_replicas_best_checkpoint(
           best_checkpoints, latest, state, program.train_batches.get_state(),
           meta, [p.best for p in progress], _merge_best)
-    _commit_config(workdir, plan, writer, latest or 0)
+    if main:
+      _commit_config(workdir, plan, writer, latest or 0)
 
     step = int(state.step)
     budget_examples = config.get("max_train_examples") or math.inf
@@ -907,8 +1031,9 @@ def _train_in_workdir(config, workdir: str, program: Program,
       nonlocal pending
       if not pending:
         return
-      stacked = jax.device_get(jax.tree_util.tree_map(
-          lambda *x: jnp.stack(x), *[m for m, _ in pending]))
+      stacked = jax.tree_util.tree_map(
+          lambda *x: np.stack([devices_lib.host_value(v) for v in x]),
+          *[m for m, _ in pending])
       active = np.asarray([a for _, a in pending])                   # [n, K]
       stacked = {k: np.reshape(v, active.shape) for k, v in stacked.items()}
       losses = stacked["loss"]
@@ -987,7 +1112,8 @@ def _train_in_workdir(config, workdir: str, program: Program,
 
     bar = tqdm.tqdm(total=None if budget_steps == math.inf else budget_steps,
                     initial=step, desc=config.task, unit="step",
-                    disable=not config.get("progress_bar", True), mininterval=1.0)
+                    disable=not (config.get("progress_bar", True) and main),
+                    mininterval=1.0)
     cleanup.callback(bar.close)
     try:
       active = [training(p) for p in progress]
@@ -1019,7 +1145,11 @@ def _train_in_workdir(config, workdir: str, program: Program,
       raise RunInterrupted(f"interrupted at step {step}; {resume_point()}") from None
 
   summary = _summary(step, progress, labels, time.time() - wall_start, best_spec)
-  workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
+  if program.num_devices > 1 or jax.process_count() > 1:
+    summary.update(num_devices=program.num_devices,
+                   num_processes=jax.process_count())
+  if main:
+    workdir_lib.write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
 
 

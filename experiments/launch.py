@@ -2,6 +2,8 @@
 
 Usage: python -m experiments.<task> --workdir=DIR [--config=FILE[:ARG]]
          [--config.<key>=<value> ...] [--allow_config_change=KEY,KEY] [--debug]
+         [--multihost [--coordinator_address=HOST:PORT --num_processes=N
+          --process_id=I]]
 
 Runs from any folder (with the repository on PYTHONPATH): each launcher's
 default config is found next to this file, and a relative --config FILE that
@@ -10,7 +12,10 @@ commands in the configs' docstrings work anywhere. Configs are locked, so a
 mistyped key is an error that names the nearest key, not a new key; every
 value is checked against experiments/configs/rules.py before anything is
 written. --allow_config_change lets the named keys differ from the run's
-config.json when resuming. User errors are one `error: ...` line (--debug: the
+config.json when resuming. Training uses every visible device
+(--config.num_devices to use fewer); --multihost (or JAX_COORDINATOR_ADDRESS
+in the environment) starts JAX's multi-process runtime first, one process per
+host (docs/multi_device.md). User errors are one `error: ...` line (--debug: the
 traceback); exit codes are experiments/cli.py's (2: bad flag or config value,
 1: runtime or file-system error).
 """
@@ -31,6 +36,7 @@ import ml_collections
 from absl import flags, logging
 from ml_collections import config_flags
 
+import devices
 import train
 from experiments import cli
 from experiments.configs import rules
@@ -104,7 +110,32 @@ def _define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_list("allow_config_change", [], "Config keys that may differ "
                     "from the run's config.json when resuming.",
                     flag_values=flag_values)
+  flags.DEFINE_bool("multihost", False, "Start JAX's multi-process runtime "
+                    "(jax.distributed.initialize) before training: one process "
+                    "per host, found from the cluster (Slurm, Kubernetes, MPI) "
+                    "or from the three flags below.", flag_values=flag_values)
+  flags.DEFINE_string("coordinator_address", None, "--multihost: HOST:PORT of "
+                      "process 0 (default: from the cluster).",
+                      flag_values=flag_values)
+  flags.DEFINE_integer("num_processes", None, "--multihost: how many processes "
+                       "(default: from the cluster).", flag_values=flag_values)
+  flags.DEFINE_integer("process_id", None, "--multihost: this process's index, "
+                       "0..num_processes-1 (default: from the cluster).",
+                       flag_values=flag_values)
   cli.define_debug_flag(flag_values)
+
+
+def start_processes(flag_values: flags.FlagValues) -> None:
+  """jax.distributed.initialize when --multihost or the environment asks for
+  it; UsageError for process flags without --multihost."""
+  manual = {name: flag_values[name].value for name in
+            ("coordinator_address", "num_processes", "process_id")}
+  if not (flag_values.multihost or devices.multihost_requested()):
+    given = [f"--{name}" for name, value in manual.items() if value is not None]
+    if given:
+      raise cli.UsageError(f"{', '.join(given)}: only with --multihost")
+    return
+  devices.initialize_multihost(**manual)
 
 
 def _define_config_flag(flag_values: flags.FlagValues, argv: list[str],
@@ -196,6 +227,7 @@ def parse_args(argv: list[str], default_config: str) -> LaunchArgs:
   config = flag_values.config
   allowed = tuple(key.strip() for key in flag_values.allow_config_change)
   _check_allowed_keys(allowed, config)
+  start_processes(flag_values)  # before anything asks JAX for its devices
   train.validate_config(config)
   return LaunchArgs(config=config, workdir=workdir, allow_config_change=allowed,
                     debug=flag_values.debug, flag_values=flag_values)

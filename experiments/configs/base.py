@@ -54,4 +54,12 @@ def get_base_config() -> ml_collections.ConfigDict:
   # auto: 'unrolled' on a CPU (exactly the single runs' arithmetic), 'vmap'
   # on an accelerator (one batched program).
   config.replica_program = "auto"
+
+  # Devices (devices.py): data parallelism over num_devices (0: all visible),
+  # the global batch_size split across them; the model computed in
+  # compute_dtype with float32 master weights (precision.py); one optimiser
+  # update every grad_accum_steps batches (optax.MultiSteps).
+  config.num_devices = 0
+  config.compute_dtype = "float32"  # float32 | bfloat16
+  config.grad_accum_steps = 1
   return config

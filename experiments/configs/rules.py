@@ -24,6 +24,7 @@ import re
 from typing import Any, Callable
 
 import input_pipeline
+import precision
 import replicas
 import tasks
 from corpora import captions as caption_corpus
@@ -329,6 +330,10 @@ RULES: dict[str, Rule] = {
     "num_replicas": _count(1),
     "replica_sweep": Rule(str, check=replicas.parse_sweep),
     "replica_program": Rule(str, choices=("auto", "vmap", "unrolled")),
+    # Devices (devices.py, precision.py).
+    "num_devices": _count(hint="0: all visible devices"),
+    "compute_dtype": Rule(str, choices=precision.COMPUTE_DTYPES),
+    "grad_accum_steps": _count(1),
 }
 
 # Keys that one task reads differently from the rest: task -> key -> rule.
@@ -446,6 +451,14 @@ def _replica_sweep_fits(config) -> None:
       raise ConfigError("replica_sweep", f"replica_sweep: {message}")
 
 
+def _ema_without_accumulation(config) -> None:
+  if config.get("ema_decay", 0.0) > 0 and config.get("grad_accum_steps", 1) > 1:
+    raise ConfigError("grad_accum_steps", "grad_accum_steps: the moving average "
+                      "(ema_decay > 0) is kept per batch, not per update; use "
+                      "one of them, or a larger batch_size instead of "
+                      "accumulating")
+
+
 RELATIONS: tuple[Callable[[Any], None], ...] = (
     _eval_every_a_multiple_of_log_every,
     _a_training_budget,
@@ -455,6 +468,7 @@ RELATIONS: tuple[Callable[[Any], None], ...] = (
     _tied_embeddings_match_hidden,
     _output_delay_forward_only,
     _replica_sweep_fits,
+    _ema_without_accumulation,
 )
 
 
