@@ -4,6 +4,7 @@ XLA's planned memory."""
 import jax
 import jax.numpy as jnp
 
+from benchmarks import devices as devices_benchmark
 from benchmarks import replicas as replicas_benchmark
 from benchmarks import rnn_speed, timing
 from experiments.configs import adding as adding_config
@@ -59,3 +60,19 @@ def test_replicas_benchmark_counts_flops_and_times_both_ways():
   assert [row["replicas"] for row in rows] == [1, 3]
   assert all(row["single_s"] > 0 and row["seconds"]["vmap"] > 0
              and row["speedup"]["unrolled"] > 0 for row in rows)
+
+
+def test_devices_benchmark_times_each_dtype_and_scales_the_batch():
+  config = adding_config.get_config("100")
+  config.seq_len, config.hidden_size = 10, 8
+  pairs = devices_benchmark.comparisons(config, num_devices=4)
+  assert list(pairs["compute_dtype"]) == ["float32", "bfloat16"]
+  assert [c.compute_dtype for c in pairs["compute_dtype"].values()] == [
+      "float32", "bfloat16"]
+  one, four = pairs["devices"].values()
+  assert (one.num_devices, four.num_devices) == (1, 4)
+  assert four.batch_size == 4 * one.batch_size == 4 * config.batch_size
+  assert "devices" not in devices_benchmark.comparisons(config, num_devices=1)
+  result = devices_benchmark.compare(pairs["compute_dtype"], rounds=1, calls=1)
+  assert result["float32"]["ratio"] == 1.0
+  assert all(row["examples_per_s"] > 0 for row in result.values())
