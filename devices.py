@@ -141,6 +141,15 @@ class DataParallel:
     placed = self.put_replicated(state.replace(carry=()))
     return placed.replace(carry=self.put_batch(state.carry))
 
+  def settle(self, outputs):
+    """`outputs` of a step, waited for on a CPU: XLA's CPU runtime can
+    deadlock in a collective when several multi-device programs are in
+    flight, so there each step finishes before the next is dispatched (an
+    accelerator keeps dispatching ahead)."""
+    if self.mesh.devices.flat[0].platform == "cpu":
+      jax.block_until_ready(outputs)
+    return outputs
+
   def constrain_batch(self, tree) -> Any:
     """Inside jit: `tree`'s leaves laid out as put_batch lays them out."""
     return jax.tree_util.tree_map(

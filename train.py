@@ -807,8 +807,12 @@ def _placing(parallel: devices_lib.DataParallel | None, eval_step):
     return (lambda batch: batch), eval_step
   # Replicas share each eval batch: it is split on axis 0, their carries on 1.
   put_eval = dataclasses.replace(parallel, batch_axis=0).put_batch
-  return parallel.put_batch, lambda params, batch, carry: eval_step(
-      params, put_eval(batch), parallel.put_batch(carry))
+  return parallel.put_batch, lambda params, batch, carry: parallel.settle(
+      eval_step(params, put_eval(batch), parallel.put_batch(carry)))
+
+
+def _settled(parallel: devices_lib.DataParallel | None, outputs):
+  return outputs if parallel is None else parallel.settle(outputs)
 
 
 def build_program(config) -> Program:
@@ -827,7 +831,8 @@ def build_program(config) -> Program:
     return Program(
         task=task, train_batches=task.train_batches,
         state=state if parallel is None else parallel.put_state(state),
-        train_step=lambda state, batch, active: train_step(state, put(batch)),
+        train_step=lambda state, batch, active: _settled(
+            parallel, train_step(state, put(batch))),
         evaluate=lambda params: [evaluate(task, eval_step, params)],
         examples_in=lambda batch: [task.examples_in(batch)],
         check_batch=input_pipeline.check_batch,
@@ -855,8 +860,8 @@ def build_program(config) -> Program:
   return Program(
       task=tasks[0], train_batches=batches,
       state=state if parallel is None else parallel.put_state(state),
-      train_step=lambda state, batch, active: train_step(
-          state, put(batch), hyper, jnp.asarray(active)),
+      train_step=lambda state, batch, active: _settled(parallel, train_step(
+          state, put(batch), hyper, jnp.asarray(active))),
       evaluate=lambda params: evaluate_replicas(
           tasks[0], eval_step, params, len(tasks)),
       examples_in=lambda batch: [task.examples_in(single) for task, single in

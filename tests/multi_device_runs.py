@@ -59,8 +59,6 @@ def ptb_small(data_dir: str, **overrides):
   config.num_epochs, config.lr_decay_start_epoch = 70, 30
   config.learning_rate = 0.5
   config.progress_bar = False
-  # Values, not references: the cadence changes without changing the epoch.
-  config = ml_collections.ConfigDict(config.to_dict())
   config.eval_every_steps = config.log_every_steps = 30
   for key, value in overrides.items():
     config[key] = value

@@ -405,6 +405,17 @@ def tiny_config(tmp_path, **overrides):
   return config
 
 
+def test_overriding_one_derived_budget_leaves_the_others():
+  config = ptb_config.get_config("small")
+  epoch = config.steps_per_epoch
+  config.log_every_steps, config.eval_every_steps = 10, 20
+  assert (config.steps_per_epoch, config.lr_decay_every_steps) == (epoch, epoch)
+  assert config.num_train_steps == 13 * epoch
+  config.batch_size = 40  # the epoch still follows the data
+  assert config.lr_decay_every_steps == config.steps_per_epoch < epoch
+  assert (config.log_every_steps, config.eval_every_steps) == (10, 20)
+
+
 def test_task_checks_the_token_count(tmp_path):
   config = tiny_config(tmp_path, train_tokens=100)
   with pytest.raises(ValueError, match=r"train_tokens: the config says 100 .* has "

@@ -59,16 +59,21 @@ VARIANTS = (*_ZAREMBA, "char")
 
 
 def _derive_budgets(config) -> None:
-  """Epoch-based budgets as references, so overrides propagate."""
+  """Epoch-based budgets as references, so overrides propagate.
+
+  Each derived key gets its own reference (`+ 0`): ml_collections writes an
+  override of a key into the reference the key holds, so keys sharing one
+  would all change with it (--config.log_every_steps would move the decay).
+  """
   steps_per_epoch = ((config.get_ref("train_tokens") // config.get_ref("batch_size")
                       - 1) // config.get_ref("seq_len"))
   config.steps_per_epoch = steps_per_epoch
-  config.num_train_steps = config.get_ref("num_epochs") * steps_per_epoch
-  config.lr_decay_start_step = (config.get_ref("lr_decay_start_epoch")
-                                * steps_per_epoch)
-  config.lr_decay_every_steps = steps_per_epoch
-  config.eval_every_steps = steps_per_epoch
-  config.log_every_steps = steps_per_epoch
+  epoch = config.get_ref("steps_per_epoch")
+  config.num_train_steps = config.get_ref("num_epochs") * epoch
+  config.lr_decay_start_step = config.get_ref("lr_decay_start_epoch") * epoch
+  config.lr_decay_every_steps = epoch + 0
+  config.eval_every_steps = epoch + 0
+  config.log_every_steps = epoch + 0
 
 
 def get_config(arg: str | None = None):
