@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from models import layers
 from models import seq2seq as s2s
 from models.checks import check_one_of
 
@@ -51,7 +52,7 @@ class ConvEncoder(nn.Module):
     if images.ndim != 4:
       raise ValueError(f"images: expected [batch, height, width, channels], got "
                        f"shape {tuple(images.shape)}")
-    x = images.astype(jnp.float32)
+    x = images.astype(layers.params_dtype(self))  # bfloat16 under bfloat16 params
     if jnp.issubdtype(images.dtype, jnp.integer):
       x = x / 255.0
     for k, channels in enumerate(self.channels):

@@ -91,6 +91,12 @@ def _step_shapes(step: StepFn, state, rows: int):
   return logits, aux
 
 
+def _score_dtype(logits_dtype) -> jnp.dtype:
+  """Log-probabilities and scores are float32 at least: bfloat16 logits
+  are upcast before the log-softmax and the sums over steps."""
+  return jnp.promote_types(logits_dtype, jnp.float32)
+
+
 def _not_done(loop) -> jax.Array:
   return (loop.t < loop.tokens.shape[-1]) & ~jnp.all(loop.finished)
 
@@ -105,11 +111,11 @@ def greedy(step: StepFn, state, batch_size: int, *, max_len: int,
   """
   _check_max_len(max_len)
   logits_shape, aux_shape = _step_shapes(step, state, batch_size)
-  dtype = logits_shape.dtype
+  dtype = _score_dtype(logits_shape.dtype)
 
   def body(loop: DecodeLoop) -> DecodeLoop:
     state, logits, aux = step(loop.state, loop.last)
-    logp = jax.nn.log_softmax(logits, axis=-1)                     # [B, V]
+    logp = jax.nn.log_softmax(logits.astype(dtype), axis=-1)      # [B, V]
     token = jnp.argmax(logp, axis=-1).astype(jnp.int32)
     token_logp = jnp.take_along_axis(logp, token[:, None], axis=-1)[:, 0]
     finished = loop.finished
@@ -172,7 +178,7 @@ def beam_search(step: StepFn, state, batch_size: int, *, beam_size: int,
   _check_max_len(max_len)
   batch, beam = batch_size, beam_size
   logits_shape, _ = _step_shapes(step, state, batch * beam)
-  vocab, dtype = logits_shape.shape[-1], logits_shape.dtype
+  vocab, dtype = logits_shape.shape[-1], _score_dtype(logits_shape.dtype)
   if not 1 <= beam_size <= vocab - NUM_SPECIAL:
     raise ValueError(f"beam_size: expected an integer in [1, "
                      f"{vocab - NUM_SPECIAL}] (the predictable tokens), got "
@@ -182,7 +188,8 @@ def beam_search(step: StepFn, state, batch_size: int, *, beam_size: int,
 
   def body(loop: DecodeLoop) -> DecodeLoop:
     state, logits, _ = step(loop.state, loop.last)
-    logp = jax.nn.log_softmax(logits, axis=-1).reshape(batch, beam, vocab)
+    logp = jax.nn.log_softmax(logits.astype(dtype), axis=-1).reshape(
+        batch, beam, vocab)
     finished, log_probs = loop.finished, loop.log_probs
     candidates = jnp.where(finished[:, :, None],
                            log_probs[:, :, None] + frozen_row[None, None, :],
@@ -231,7 +238,8 @@ def sequence_log_probs(logits: jax.Array, outputs: jax.Array,
                        output_lengths: jax.Array) -> jax.Array:
   """Teacher-forced logits [B, T, V] for outputs [B, T] (EOS included) ->
   log p(outputs) [B], summed over each row's first output_lengths tokens."""
-  logp = jax.nn.log_softmax(logits, axis=-1)
+  logp = jax.nn.log_softmax(
+      logits.astype(_score_dtype(logits.dtype)), axis=-1)
   token_logp = jnp.take_along_axis(logp, outputs[:, :, None], axis=-1)[..., 0]
   mask = jnp.arange(outputs.shape[1])[None, :] < output_lengths[:, None]
   return jnp.sum(jnp.where(mask, token_logp, 0.0), axis=1)

@@ -49,6 +49,14 @@ has the measurements):
    Without a mask (None) the code is exactly the unmasked one: every mask
    operation is chosen in Python, none is traced. An input mask needs no
    support here: being constant over time, the caller multiplies xs by it.
+10. Mixed precision: with bfloat16 inputs, params and states every matmul
+   takes bfloat16 operands and accumulates in float32
+   (`preferred_element_type`), and the gate pre-activations, the gate
+   arithmetic and the state that integrates over time (the LSTM's c, the
+   GRU's h) stay float32 inside the loops; ys, the final states and the
+   saved activations are in the input dtype, and the backward pass computes
+   likewise, its gradients cast to the primals' dtypes. In float32 every
+   cast is a no-op, so the float32 program is the one without point 10.
 
 Shapes: T = time, B = batch, I = inputs, H = hidden, G = gates (4 LSTM, 3
 GRU). Inputs are time-major: xs [T, B, I], mask [T, B] bool or None,
@@ -66,6 +74,18 @@ import jax.numpy as jnp
 # Fewest time steps per scan iteration of a forward pass that is not
 # differentiated (point 4 above). Unrolling leaves the numbers unchanged.
 PRIMAL_MIN_UNROLL = 2
+
+
+def _acc_dtype(dtype):
+  """The dtype of accumulations and of the state integrated over time:
+  float32 for bfloat16 (point 10), else dtype itself."""
+  return jnp.promote_types(dtype, jnp.float32)
+
+
+def _dot(a, b):
+  """a @ b with the operands as given and the products summed in
+  `_acc_dtype` (bfloat16 operands -> a float32 result)."""
+  return jnp.matmul(a, b, preferred_element_type=_acc_dtype(jnp.result_type(a, b)))
 
 
 def _previous(first, states):
@@ -122,7 +142,7 @@ def _gram(a, parts):
   flat = [d.reshape(a.shape[0], -1) for d in parts]
   def grams(a, transpose):
     a_t = transpose(a)
-    return jnp.concatenate([a_t @ d for d in flat], axis=-1)
+    return jnp.concatenate([_dot(a_t, d) for d in flat], axis=-1)
   return jax.lax.platform_dependent(
       a, cpu=lambda a: grams(a, lambda a: jax.lax.optimization_barrier(a.T)),
       default=lambda a: grams(a, lambda a: a.T))
@@ -131,8 +151,8 @@ def _gram(a, parts):
 def _bias_grads(parts):
   """Gradient of a bias added to the gate pre-activations, from their
   gradients given as parts [..., M_k] along the gate axis -> [sum M_k]."""
-  return jnp.concatenate([jnp.sum(d.reshape(-1, d.shape[-1]), axis=0)
-                          for d in parts])
+  return jnp.concatenate([jnp.sum(d.reshape(-1, d.shape[-1]), axis=0,
+                                  dtype=_acc_dtype(d.dtype)) for d in parts])
 
 
 def _input_grads(xs, w_ih, parts):
@@ -140,7 +160,7 @@ def _input_grads(xs, w_ih, parts):
   [T, B, M_k] along the gate axis (one part: the whole d_gx), as big
   matmuls and never concatenated.
 
-  Returns d_w_ih [I, G*H], d_b [G*H], d_xs [T, B, I].
+  Returns d_w_ih [I, G*H], d_b [G*H], d_xs [T, B, I], in `_acc_dtype`.
   """
   inputs = w_ih.shape[0]
   flat_x = xs.reshape(-1, inputs)
@@ -148,7 +168,7 @@ def _input_grads(xs, w_ih, parts):
   for d in parts:
     edges.append(edges[-1] + d.shape[-1])
   d_xs = functools.reduce(operator.add, (
-      d.reshape(flat_x.shape[0], -1) @ w_ih[:, lo:hi].T
+      _dot(d.reshape(flat_x.shape[0], -1), w_ih[:, lo:hi].T)
       for d, lo, hi in zip(parts, edges[:-1], edges[1:])))
   return _gram(flat_x, parts), _bias_grads(parts), d_xs.reshape(xs.shape)
 
@@ -187,57 +207,73 @@ def _lstm_update(z, c, scale, offset, axis: int):
   return (i, f, g, o), c_new, o * jnp.tanh(c_new)
 
 
+def _scaled(pattern: str, hidden: int, dtype, acc):
+  """The sigmoid-via-tanh constants (point 3): the [G*H] column scale in
+  dtype (for the weights) and the scale and offset in acc (for the gates)."""
+  scale = _sigmoid_scale(hidden, pattern, dtype)
+  offset = jnp.where(scale == 0.5, 0.5, 0.0).astype(acc)
+  return scale, scale.astype(acc), offset
+
+
 def _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, rmask, unroll):
   """The forward pass of a training step: batch-major, saving per step what
   the backward pass needs. rmask: the recurrent mask [B, H] or None.
 
   Returns ys [T, B, H], the final h and c [B, H], and the saved arrays
-  (ys, gates [T, B, 4H], c entering each step [T, B, H], and with a mask
-  the held h [T, B, H]).
+  (ys, gates [T, B, 4H], c entering each step [T, B, H] (in `_acc_dtype`),
+  and with a mask the held h [T, B, H]).
   """
-  hidden = h0.shape[-1]
-  scale = _sigmoid_scale(hidden, "ssts", xs.dtype)
-  offset = jnp.where(scale == 0.5, 0.5, 0.0).astype(xs.dtype)
+  hidden, dtype = h0.shape[-1], h0.dtype
+  acc = _acc_dtype(dtype)
+  scale, gate_scale, offset = _scaled("ssts", hidden, xs.dtype, acc)
   w_ih_s, b_s, w_hh_s = w_ih * scale[None, :], (b * scale)[None, :], w_hh * scale[None, :]
+  b_s = b_s.astype(acc)
 
   def body(carry, inputs):
-    h, c = carry
+    h, c = carry                                  # h in dtype, c in acc
     x_t, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
-    z = x_t @ w_ih_s + _dropped(h, rmask) @ w_hh_s + b_s        # [B, 4H]
-    gates, c_new, h_new = _lstm_update(z, c, scale[None, :], offset[None, :],
-                                       axis=-1)
+    z = _dot(x_t, w_ih_s) + _dot(_dropped(h, rmask), w_hh_s) + b_s  # [B, 4H]
+    gates, c_new, h_new = _lstm_update(z, c, gate_scale[None, :],
+                                       offset[None, :], axis=-1)
+    h_new = h_new.astype(dtype)
     y = _zero_masked(keep, h_new)
     h_new, c_new = _masked(keep, h_new, h), _masked(keep, c_new, c)
     held = () if keep is None else (h_new,)  # unmasked: the held h is y
     # Saved: the gates (one [B, 4H] array, point 8) and the state c entering
     # the step; the backward recomputes c_new and tanh(c_new) from them
     # (point 7).
-    return (h_new, c_new), (y, jnp.concatenate(gates, -1), c) + held
+    return (h_new, c_new), (y, jnp.concatenate(gates, -1).astype(dtype),
+                            c) + held
 
-  (h, c), saved = jax.lax.scan(body, (h0, c0), (xs, mask), unroll=unroll)
-  return saved[0], h, c, saved
+  (h, c), saved = jax.lax.scan(body, (h0, c0.astype(acc)), (xs, mask),
+                               unroll=unroll)
+  return saved[0], h, c.astype(c0.dtype), saved
 
 
 def _lstm_primal(w_ih, b, w_hh, xs, mask, h0, c0, rmask, unroll):
   """The LSTM forward pass alone, feature-major (point 6 above)."""
-  hidden = h0.shape[-1]
-  scale = _sigmoid_scale(hidden, "ssts", xs.dtype)[:, None]      # [4H, 1]
-  offset = jnp.where(scale == 0.5, 0.5, 0.0).astype(xs.dtype)
+  hidden, dtype = h0.shape[-1], h0.dtype
+  acc = _acc_dtype(dtype)
+  scale, gate_scale, offset = _scaled("ssts", hidden, xs.dtype, acc)
+  scale, gate_scale, offset = scale[:, None], gate_scale[:, None], offset[:, None]
   w_ih_t, w_hh_t, b_t = w_ih.T * scale, w_hh.T * scale, b[:, None] * scale
+  b_t = b_t.astype(acc)
   rmask_t = None if rmask is None else rmask.T                   # [H, B]
 
   def body(carry, inputs):
-    h, c = carry                                                 # [H, B]
+    h, c = carry                                # [H, B]: h in dtype, c in acc
     x_t, real_t = inputs                                         # [I, B]
     keep = None if real_t is None else real_t[None, :]
-    z = w_ih_t @ x_t + w_hh_t @ _dropped(h, rmask_t) + b_t       # [4H, B]
-    _, c_new, h_new = _lstm_update(z, c, scale, offset, axis=0)
+    z = _dot(w_ih_t, x_t) + _dot(w_hh_t, _dropped(h, rmask_t)) + b_t  # [4H, B]
+    _, c_new, h_new = _lstm_update(z, c, gate_scale, offset, axis=0)
+    h_new = h_new.astype(dtype)
     return ((_masked(keep, h_new, h), _masked(keep, c_new, c)),
             _zero_masked(keep, h_new))
 
-  (h, c), ys = _feature_major_scan(body, (h0, c0), xs, mask, unroll)
-  return ys, h, c
+  (h, c), ys = _feature_major_scan(body, (h0, c0.astype(acc)), xs, mask,
+                                   unroll)
+  return ys, h, c.astype(c0.dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(8,))
@@ -249,25 +285,28 @@ def _lstm(w_ih, b, w_hh, xs, mask, h0, c0, rmask, unroll):
 def _lstm_fwd(w_ih, b, w_hh, xs, mask, h0, c0, rmask, unroll):
   ys, h, c, saved = _lstm_forward(w_ih, b, w_hh, xs, mask, h0, c0, rmask,
                                   unroll)
-  return (ys, h, c), (w_ih, w_hh, xs, mask, h0, rmask, saved)
+  return (ys, h, c), (w_ih, b, w_hh, xs, mask, h0, rmask, saved)
 
 
 def _lstm_bwd(unroll, residuals, cotangents):
   del unroll  # the backward scan advances one step per iteration (point 8)
-  w_ih, w_hh, xs, mask, h0, rmask, (ys, gates, c_prevs, *held) = residuals
+  w_ih, b, w_hh, xs, mask, h0, rmask, (ys, gates, c_prevs, *held) = residuals
   d_ys, d_h, d_c = cotangents
   steps, _, hidden = d_ys.shape
+  dtype = gates.dtype
+  acc = _acc_dtype(dtype)
   w_hh_t = w_hh.T
 
   def body(carry, inputs):
     # gates: step t's [B, 4H] (i, f, g, o); buffer: the saved gates
     # [T, B, 4H], overwritten with their gradients from step T - 1 down to
-    # t + 1; d_rmask (with a recurrent mask): its gradient so far.
+    # t + 1; d_rmask (with a recurrent mask): its gradient so far. dh, dc
+    # and d_rmask in acc, gates and buffer in dtype.
     dh, dc, gates, buffer, *d_rmask = carry
     t, dy, c_prev, real_t, *h_prev_t = inputs
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    i, f, g, o = jnp.split(gates.astype(acc), 4, axis=-1)
     keep = None if real_t is None else real_t[:, None]
-    dy = _zero_masked(keep, dy)
+    dy = _zero_masked(keep, dy.astype(acc))
     tc = jnp.tanh(f * c_prev + i * g)
     dh_total = dh + dy
     dc_total = dc + dh_total * o * (1.0 - tc * tc)
@@ -275,8 +314,8 @@ def _lstm_bwd(unroll, residuals, cotangents):
         dc_total * g * i * (1.0 - i),
         dc_total * c_prev * f * (1.0 - f),
         dc_total * i * (1.0 - g * g),
-        dh_total * tc * o * (1.0 - o)], axis=-1))              # [B, 4H]
-    d_dropped = d_gates @ w_hh_t                               # [B, H]
+        dh_total * tc * o * (1.0 - o)], axis=-1)).astype(dtype)  # [B, 4H]
+    d_dropped = _dot(d_gates, w_hh_t)                          # [B, H]
     if rmask is not None:  # point 9
       d_rmask = (d_rmask[0] + h_prev_t[0] * d_dropped,)
       d_dropped = d_dropped * rmask
@@ -285,21 +324,25 @@ def _lstm_bwd(unroll, residuals, cotangents):
     (buffer,), (gates,) = _overwrite_step((buffer,), t, (d_gates,))
     return (dh_prev, dc_prev, gates, buffer, *d_rmask), None
 
+  d_state = (d_h.astype(acc), d_c.astype(acc))
   if rmask is None:
     (dh0, dc0, _, d_gx), _ = jax.lax.scan(
-        body, (d_h, d_c, gates[-1], gates),
+        body, (*d_state, gates[-1], gates),
         (jnp.arange(steps), d_ys, c_prevs, mask), reverse=True)
     h_prev = _previous(h0, held[0] if held else ys)           # [T, B, H]
     d_rmask = None
   else:
     h_prev = _previous(h0, held[0] if held else ys)
     (dh0, dc0, _, d_gx, d_rmask), _ = jax.lax.scan(
-        body, (d_h, d_c, gates[-1], gates, jnp.zeros_like(rmask)),
+        body, (*d_state, gates[-1], gates, jnp.zeros_like(rmask, acc)),
         (jnp.arange(steps), d_ys, c_prevs, mask, h_prev), reverse=True)
     h_prev = h_prev * rmask[None]                             # [T, B, H]
+    d_rmask = d_rmask.astype(rmask.dtype)
   d_w_hh = _gram(h_prev.reshape(-1, hidden), (d_gx,))
   d_w_ih, d_b, d_xs = _input_grads(xs, w_ih, (d_gx,))
-  return d_w_ih, d_b, d_w_hh, d_xs, None, dh0, dc0, d_rmask
+  return (d_w_ih.astype(w_ih.dtype), d_b.astype(b.dtype),
+          d_w_hh.astype(w_hh.dtype), d_xs.astype(xs.dtype), None,
+          dh0.astype(h0.dtype), dc0.astype(d_c.dtype), d_rmask)
 
 
 _lstm.defvjp(_lstm_fwd, _lstm_bwd)
@@ -318,7 +361,8 @@ def lstm(w_ih: jax.Array, b: jax.Array, w_hh: jax.Array, xs: jax.Array,
     [B, H] (the dtype of h0) or None, the variational dropout mask on h where
     it enters h W_hh (point 9).
   Returns:
-    ys [T, B, H] (zero where masked), final h [B, H], final c [B, H].
+    ys [T, B, H] (zero where masked), final h [B, H], final c [B, H], in
+    the dtypes of h0 and c0 (bfloat16 ones accumulate in float32, point 10).
   """
   if recurrent_mask is not None:
     recurrent_mask = recurrent_mask.astype(h0.dtype)
@@ -354,44 +398,48 @@ def _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask, unroll):
   Returns ys [T, B, H], the final h [B, H] and the saved arrays (ys, rz
   [T, B, 2H], n and h_n [T, B, H], and with a mask the held h [T, B, H]).
   """
-  hidden = h0.shape[-1]
+  hidden, dtype = h0.shape[-1], h0.dtype
+  acc = _acc_dtype(dtype)
   scale = _sigmoid_scale(hidden, "sst", xs.dtype)
-  w_ih_s, b_ih_s = w_ih * scale[None, :], (b_ih * scale)[None, :]
-  w_hh_s, b_hh_s = w_hh * scale[None, :], (b_hh * scale)[None, :]
+  w_ih_s, b_ih_s = w_ih * scale[None, :], (b_ih * scale)[None, :].astype(acc)
+  w_hh_s, b_hh_s = w_hh * scale[None, :], (b_hh * scale)[None, :].astype(acc)
 
-  def body(h, inputs):
+  def body(h, inputs):                                          # h in acc
     x_t, real_t = inputs
     keep = None if real_t is None else real_t[:, None]
-    rz, n, h_n, h_new = _gru_update(x_t @ w_ih_s + b_ih_s,      # [B, 3H]
-                                    _dropped(h, rmask) @ w_hh_s + b_hh_s, h,
-                                    axis=-1)
-    y = _zero_masked(keep, h_new)
+    h_in = _dropped(h.astype(dtype), rmask)
+    rz, n, h_n, h_new = _gru_update(_dot(x_t, w_ih_s) + b_ih_s,  # [B, 3H]
+                                    _dot(h_in, w_hh_s) + b_hh_s, h, axis=-1)
+    y = _zero_masked(keep, h_new.astype(dtype))
     h_new = _masked(keep, h_new, h)
-    held = () if keep is None else (h_new,)  # unmasked: the held h is y
-    return h_new, (y, rz, n, h_n) + held
+    # Unmasked, the held h is y.
+    held = () if keep is None else (h_new.astype(dtype),)
+    return h_new, tuple(a.astype(dtype) for a in (y, rz, n, h_n)) + held
 
-  h, saved = jax.lax.scan(body, h0, (xs, mask), unroll=unroll)
-  return saved[0], h, saved
+  h, saved = jax.lax.scan(body, h0.astype(acc), (xs, mask), unroll=unroll)
+  return saved[0], h.astype(dtype), saved
 
 
 def _gru_primal(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask, unroll):
   """The GRU forward pass alone, feature-major (point 6 above)."""
-  hidden = h0.shape[-1]
+  hidden, dtype = h0.shape[-1], h0.dtype
+  acc = _acc_dtype(dtype)
   scale = _sigmoid_scale(hidden, "sst", xs.dtype)[:, None]       # [3H, 1]
-  w_ih_t, b_ih_t = w_ih.T * scale, b_ih[:, None] * scale
-  w_hh_t, b_hh_t = w_hh.T * scale, b_hh[:, None] * scale
+  w_ih_t, b_ih_t = w_ih.T * scale, (b_ih[:, None] * scale).astype(acc)
+  w_hh_t, b_hh_t = w_hh.T * scale, (b_hh[:, None] * scale).astype(acc)
   rmask_t = None if rmask is None else rmask.T                   # [H, B]
 
   def body(carry, inputs):
-    (h,) = carry                                                 # [H, B]
+    (h,) = carry                                          # [H, B] in acc
     x_t, real_t = inputs                                         # [I, B]
     keep = None if real_t is None else real_t[None, :]
-    *_, h_new = _gru_update(w_ih_t @ x_t + b_ih_t,               # [3H, B]
-                            w_hh_t @ _dropped(h, rmask_t) + b_hh_t, h, axis=0)
-    return (_masked(keep, h_new, h),), _zero_masked(keep, h_new)
+    h_in = _dropped(h.astype(dtype), rmask_t)
+    *_, h_new = _gru_update(_dot(w_ih_t, x_t) + b_ih_t,          # [3H, B]
+                            _dot(w_hh_t, h_in) + b_hh_t, h, axis=0)
+    return (_masked(keep, h_new, h),), _zero_masked(keep, h_new.astype(dtype))
 
-  (h,), ys = _feature_major_scan(body, (h0,), xs, mask, unroll)
-  return ys, h
+  (h,), ys = _feature_major_scan(body, (h0.astype(acc),), xs, mask, unroll)
+  return ys, h.astype(dtype)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(8,))
@@ -403,33 +451,38 @@ def _gru(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask, unroll):
 def _gru_fwd(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask, unroll):
   ys, h, saved = _gru_forward(w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask,
                               unroll)
-  return (ys, h), (w_ih, w_hh, xs, mask, h0, rmask, saved)
+  return (ys, h), (w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask, saved)
 
 
 def _gru_bwd(unroll, residuals, cotangents):
   del unroll  # the backward scan advances one step per iteration (point 8)
-  w_ih, w_hh, xs, mask, h0, rmask, (ys, rz, n, h_n, *held) = residuals
+  (w_ih, b_ih, w_hh, b_hh, xs, mask, h0, rmask,
+   (ys, rz, n, h_n, *held)) = residuals
   d_ys, d_h = cotangents
   steps, _, hidden = d_ys.shape
+  dtype = rz.dtype
+  acc = _acc_dtype(dtype)
   w_hh_t = w_hh.T
 
   def body(carry, inputs):
     # row: step t's saved (rz, n, h_n); buffers: the saved [T, B, .] arrays,
     # overwritten from step T - 1 down to t + 1 with (d_rz, d_an, d_an * r):
     # d_gx = [d_rz, d_an] and d_gh = [d_rz, d_an * r]; d_rmask (with a
-    # recurrent mask): its gradient so far.
-    dh, (rz, n, h_n), buffers, *d_rmask = carry
+    # recurrent mask): its gradient so far. dh and d_rmask in acc, row and
+    # buffers in dtype.
+    dh, row, buffers, *d_rmask = carry
     t, dy, h_prev, real_t = inputs
+    rz, n, h_n = (a.astype(acc) for a in row)
     keep = None if real_t is None else real_t[:, None]
     r, z = rz[:, :hidden], rz[:, hidden:]
-    d_total = dh + _zero_masked(keep, dy)
+    d_total = dh + _zero_masked(keep, dy.astype(acc))
     d_an = d_total * (1.0 - z) * (1.0 - n * n)
     d_ar = d_an * h_n * r * (1.0 - r)
-    d_az = d_total * (h_prev - n) * z * (1.0 - z)
-    d_rz, d_an, d_an_r = (_zero_masked(keep, d) for d in (
+    d_az = d_total * (h_prev.astype(acc) - n) * z * (1.0 - z)
+    d_rz, d_an, d_an_r = (_zero_masked(keep, d).astype(dtype) for d in (
         jnp.concatenate([d_ar, d_az], -1), d_an, d_an * r))
     d_kept = d_total * z
-    d_dropped = jnp.concatenate([d_rz, d_an_r], -1) @ w_hh_t   # [B, H]
+    d_dropped = _dot(jnp.concatenate([d_rz, d_an_r], -1), w_hh_t)  # [B, H]
     if rmask is not None:  # point 9
       d_rmask = (d_rmask[0] + h_prev * d_dropped,)
       d_dropped = d_dropped * rmask
@@ -440,17 +493,19 @@ def _gru_bwd(unroll, residuals, cotangents):
   # h_prev[t] is the state entering step t: the previous step's held state.
   h_prev = _previous(h0, held[0] if held else ys)             # [T, B, H]
   saved = (rz, n, h_n)
-  d_rmask = () if rmask is None else (jnp.zeros_like(rmask),)
+  d_rmask = () if rmask is None else (jnp.zeros_like(rmask, acc),)
   (dh0, _, (d_rz, d_an, d_an_r), *d_rmask), _ = jax.lax.scan(
-      body, (d_h, tuple(a[-1] for a in saved), saved, *d_rmask),
+      body, (d_h.astype(acc), tuple(a[-1] for a in saved), saved, *d_rmask),
       (jnp.arange(steps), d_ys, h_prev, mask), reverse=True)
   if rmask is not None:
     h_prev = h_prev * rmask[None]                             # [T, B, H]
   d_w_hh = _gram(h_prev.reshape(-1, hidden), (d_rz, d_an_r))
   d_b_hh = _bias_grads((d_rz, d_an_r))
   d_w_ih, d_b_ih, d_xs = _input_grads(xs, w_ih, (d_rz, d_an))
-  d_rmask = d_rmask[0] if d_rmask else None
-  return d_w_ih, d_b_ih, d_w_hh, d_b_hh, d_xs, None, dh0, d_rmask
+  d_rmask = d_rmask[0].astype(rmask.dtype) if d_rmask else None
+  return (d_w_ih.astype(w_ih.dtype), d_b_ih.astype(b_ih.dtype),
+          d_w_hh.astype(w_hh.dtype), d_b_hh.astype(b_hh.dtype),
+          d_xs.astype(xs.dtype), None, dh0.astype(h0.dtype), d_rmask)
 
 
 _gru.defvjp(_gru_fwd, _gru_bwd)
@@ -469,7 +524,8 @@ def gru(w_ih: jax.Array, b_ih: jax.Array, w_hh: jax.Array, b_hh: jax.Array,
     recurrent_mask: [B, H] or None, the variational dropout mask on h where
     it enters h W_hh (point 9), not in the interpolation (1 - z) n + z h.
   Returns:
-    ys [T, B, H] (zero where masked) and the final h [B, H].
+    ys [T, B, H] (zero where masked) and the final h [B, H], in h0's dtype
+    (bfloat16 accumulates in float32, point 10).
   """
   if recurrent_mask is not None:
     recurrent_mask = recurrent_mask.astype(h0.dtype)

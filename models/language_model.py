@@ -92,19 +92,20 @@ class LanguageModel(nn.Module):
     if self.tie_embeddings and embed_size != self.hidden_size:
       raise ValueError(f"tie_embeddings: needs embed_size == hidden_size, got "
                        f"{embed_size} and {self.hidden_size}")
-    zeros = self.initial_carry(batch)
-    if carry is None:
-      carry = zeros
-    if reset is not None:
-      if reset.shape != (batch,):
-        raise ValueError(f"reset: expected shape ({batch},), got {reset.shape}")
-      carry = jax.tree_util.tree_map(
-          lambda z, c: jnp.where(reset[:, None], z, c), zeros, carry)
+    if reset is not None and reset.shape != (batch,):
+      raise ValueError(f"reset: expected shape ({batch},), got {reset.shape}")
 
     scale = self.init_scale
     embed_init = (_uniform(scale) if scale is not None
                   else nn.initializers.normal(stddev=1.0))
     embedding = self.param("embed", embed_init, (self.vocab_size, embed_size))
+    # Zeros in the params' dtype, so that a bfloat16 model stays bfloat16.
+    zeros = self.initial_carry(batch, embedding.dtype)
+    if carry is None:
+      carry = zeros
+    if reset is not None:
+      carry = jax.tree_util.tree_map(
+          lambda z, c: jnp.where(reset[:, None], z, c), zeros, carry)
     xs = jnp.take(embedding, inputs, axis=0)                 # [B, T, E]
     xs = nn.Dropout(self.dropout_rate)(xs, deterministic=deterministic)
     ys, new_carry = self._rnn(name="rnn")(

@@ -43,6 +43,16 @@ def _uniform_init(cell: cells_lib.Cell, input_size: int, hidden_size: int,
   return init
 
 
+def params_dtype(module: nn.Module, default=jnp.float32) -> jnp.dtype:
+  """The result dtype of the floating params `module` is applied with
+  (`default` at init, before there are any): the dtype for inputs that come
+  as integers or booleans (uint8 images, 0/1 frames), so that a model handed
+  bfloat16 params computes in bfloat16 (precision.py)."""
+  leaves = jax.tree_util.tree_leaves(module.variables.get("params", {}))
+  floating = [leaf for leaf in leaves if jnp.issubdtype(leaf.dtype, jnp.floating)]
+  return jnp.result_type(*floating) if floating else jnp.dtype(default)
+
+
 class StackParams(NamedTuple):
   """What `RNN.stack_params` returns.
 
@@ -202,8 +212,11 @@ class RNN(nn.Module):
                        f"{tuple(jnp.shape(xs))}")
     params = self.stack_params(xs.shape[-1])
     if initial_states is None and params.initial is not None:
+      # The learned states' dtype as given (bfloat16 under mixed precision),
+      # not param_dtype, which only sets their dtype at init.
       initial_states = self._broadcast_initial(
-          params.initial, xs.shape[0], jnp.result_type(xs.dtype, self.param_dtype))
+          params.initial, xs.shape[0],
+          jnp.result_type(xs.dtype, *jax.tree_util.tree_leaves(params.initial)))
     use_dropout = not deterministic and (
         self.dropout_rate > 0.0 or self.input_dropout_rate > 0.0
         or self.recurrent_dropout_rate > 0.0)

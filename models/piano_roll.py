@@ -55,7 +55,8 @@ class NextFrameModel(nn.Module):
     if frames.ndim != 3 or frames.shape[-1] != self.num_pitches:
       raise ValueError(f"frames: expected [batch, time, {self.num_pitches}], got "
                        f"shape {tuple(frames.shape)}")
-    ys, finals = self._rnn(name="rnn")(frames.astype(jnp.float32), lengths,
+    xs = frames.astype(layers.params_dtype(self))  # bfloat16 under bfloat16 params
+    ys, finals = self._rnn(name="rnn")(xs, lengths,
                                        initial_states=initial_states,
                                        deterministic=deterministic)
     ys = nn.Dropout(self.dropout_rate)(ys, deterministic=deterministic)

@@ -169,15 +169,20 @@ def _levels_bwd(combine, residuals, d_states: NodeState):
         jax.lax.dynamic_update_index_in_dim(
             carry.d_gx_steps, jnp.where(real, dg, 0.0), s, 0))
 
-  start = _Backward(d_states, jax.tree_util.tree_map(jnp.zeros_like, params),
-                    jnp.zeros(schedule.shape + gx.shape[-1:], gx.dtype))
+  # The params' gradients sum over the steps in float32 at least (bfloat16
+  # params), cast back at the end.
+  start = _Backward(d_states, jax.tree_util.tree_map(
+      lambda p: jnp.zeros_like(p, jnp.promote_types(p.dtype, jnp.float32)),
+      params), jnp.zeros(schedule.shape + gx.shape[-1:], gx.dtype))
   out = jax.lax.fori_loop(0, steps, back, start)
   dgs = out.d_gx_steps
   dgx = jnp.zeros_like(gx).at[schedule.reshape(-1)].add(
       dgs.reshape(-1, dgs.shape[-1]))
   # Rows of scheduled slots were overwritten: their leaf values get no gradient
   # (their cotangents were consumed above and zeroed).
-  return (out.d_params, dgx, out.d_states, None, None)
+  d_params = jax.tree_util.tree_map(lambda d, p: d.astype(p.dtype),
+                                    out.d_params, params)
+  return (d_params, dgx, out.d_states, None, None)
 
 
 _levels.defvjp(_levels_fwd, _levels_bwd)

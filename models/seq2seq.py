@@ -129,7 +129,10 @@ def _attend(kind: str, p, query: jax.Array, encoded: Encoded):
     scores = jnp.einsum("bth,bsh->bts", query, encoded.keys)
   mask = encoded.mask[:, None, :]
   scores = jnp.where(mask, scores, NEG)
-  weights = jax.nn.softmax(scores, axis=-1)
+  # The softmax in float32 at least (bfloat16 scores), cast back.
+  weights = jax.nn.softmax(
+      scores.astype(jnp.promote_types(scores.dtype, jnp.float32)), axis=-1
+  ).astype(scores.dtype)
   weights = jnp.where(mask, weights, 0.0)
   context = jnp.einsum("bts,bsm->btm", weights, encoded.memory)
   if single:

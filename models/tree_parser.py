@@ -224,7 +224,10 @@ def _masked_max(x, mask):
 
 
 def _masked_logsumexp(x, mask):
-  return jax.nn.logsumexp(jnp.where(mask, x, _NEG), axis=-1)
+  # In float32 at least (bfloat16 scores), cast back.
+  wide = jnp.promote_types(x.dtype, jnp.float32)
+  return jax.nn.logsumexp(jnp.where(mask, x, _NEG).astype(wide),
+                          axis=-1).astype(x.dtype)
 
 
 def _merge_at(params, score_vector, state: Frontier, j, new_id) -> Merge:
@@ -281,9 +284,9 @@ def _initial_frontier(params, score_vector, leaves) -> Frontier:
                   positions + 1)
 
 
-def _empty_parse(b):
+def _empty_parse(b, dtype):
   empty = jnp.zeros((b, 0, 2), jnp.int32)
-  return Parse(empty, empty, jnp.zeros((b, 0), bool), jnp.zeros((b, 0)))
+  return Parse(empty, empty, jnp.zeros((b, 0), bool), jnp.zeros((b, 0), dtype))
 
 
 def _nodes_left(lengths, k, t):
@@ -336,8 +339,8 @@ def _merge_scan(params, score_vector, leaves, lengths, gold_spans, margin, *,
   b, t, _ = leaves.shape
   rows = jnp.arange(b)
   if t < 2:
-    none = jnp.zeros((b, 0))
-    return _empty_parse(b), LocalTerms(none, none) if teacher else None
+    none = jnp.zeros((b, 0), leaves.dtype)
+    return _empty_parse(b, leaves.dtype), LocalTerms(none, none) if teacher else None
 
   def merge(frontier: Frontier, k):
     active, valid = _nodes_left(lengths, k, t)
@@ -453,9 +456,11 @@ def beam_parse(params, score_vector, leaves, lengths, *, beam_size: int,
   _check_beam_size(beam_size)
   b, t, _ = leaves.shape
   k_beam = beam_size
-  totals = jnp.where(jnp.arange(k_beam) == 0, 0.0, -jnp.inf)[None].repeat(b, 0)
+  # Totals sum over the merges in float32 at least (bfloat16 scores).
+  totals = jnp.where(jnp.arange(k_beam) == 0, 0.0, -jnp.inf).astype(
+      jnp.promote_types(leaves.dtype, jnp.float32))[None].repeat(b, 0)
   if t < 2:
-    return _empty_parse(b), totals
+    return _empty_parse(b, leaves.dtype), totals
   n = b * k_beam
   # Every beam slot starts as the same frontier; only slot 0 is live.
   start = _Beam(

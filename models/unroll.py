@@ -313,7 +313,7 @@ def _choose_implementation(cell: cells_lib.Cell, implementation: str, dtype,
   """Resolves 'auto' from the cell's fields (never its name); raises
   ValueError where the implementation asked for can't run."""
   batch, max_len, _ = shape
-  if implementation == "auto":
+  if implementation == "auto":  # never cuDNN, float32 only: bfloat16 runs fused
     return "scan" if cell.fused is None else "fused"
   if implementation == "fused" and cell.fused is None:
     raise ValueError(f"implementation='fused' needs a cell with a fused "
@@ -379,8 +379,8 @@ def rnn(cell: cells_lib.Cell, params: Params, xs: jax.Array,
       [0, T] (a jax or numpy array, or a list). None means every sequence
       has T real steps.
     reverse: run each sequence from its last real step to its first.
-    initial_state: optional state (e.g. LSTMState(h [B, H], c [B, H])); zeros
-      by default.
+    initial_state: optional state (e.g. LSTMState(h [B, H], c [B, H])), cast
+      to the dtype of xs and params; zeros by default.
     unroll: steps per scan iteration, passed to `lax.scan` (the fused LSTM
       and GRU take at least 2 in a forward pass that is not differentiated).
     implementation: 'fused': the cell's whole-sequence recurrence with a
@@ -443,6 +443,11 @@ def _rnn(cell, params, xs, lengths, *, reverse, initial_state, unroll,
     initial_state = default_state
   else:
     _check_state(initial_state, default_state, state_name)
+    # The state computes in the inputs' and params' dtype (a float32 state
+    # given to a bfloat16 layer would promote the recurrence or break the
+    # scan's carry).
+    initial_state = jax.tree_util.tree_map(lambda s: s.astype(dtype),
+                                           initial_state)
   if variational is not None:
     input_mask, recurrent_mask = variational_masks(
         variational[0], batch, input_size, hidden, variational[1],
