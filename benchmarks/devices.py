@@ -11,7 +11,7 @@ before timing:
     devices, so that each device has the one-device batch (throughput
     scaling).
 Prints a markdown row per comparison: examples per second of each and the
-median over rounds of the paired ratio.
+median over rounds of the paired throughput ratio.
 
 Models: 'ptb', the small PTB language model (2 x 200 LSTM, 20 x 20 tokens a
 batch; examples are tokens); 'nmt', the attention model of
@@ -63,9 +63,9 @@ def _impl(config, num_batches: int = 3):
 
 def compare(configs: dict[str, ml_collections.ConfigDict], rounds: int,
             calls: int) -> dict[str, dict[str, float]]:
-  """{name: {'seconds': median s per step, 'examples_per_s', 'ratio': median
-  paired t(first) / t(name)}} for configs timed in turn, the first being the
-  reference."""
+  """{name: {'seconds': median s per step, 'examples_per_s', 'ratio': the
+  median over rounds of name's examples per second over the first's}} for
+  configs timed in turn, the first being the reference."""
   impls, examples = {}, {}
   for name, config in configs.items():
     impls[name], examples[name] = _impl(config)
@@ -73,7 +73,8 @@ def compare(configs: dict[str, ml_collections.ConfigDict], rounds: int,
   first = next(iter(configs))
   return {name: {"seconds": statistics.median(samples[name]),
                  "examples_per_s": examples[name] / statistics.median(samples[name]),
-                 "ratio": timing.paired_ratio(samples[name], samples[first])}
+                 "ratio": timing.paired_ratio(samples[name], samples[first])
+                          * examples[name] / examples[first]}
           for name in configs}
 
 
