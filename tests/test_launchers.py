@@ -508,3 +508,13 @@ def test_a_reader_that_stops_early_is_not_an_error():
   _, err = tool.communicate(timeout=60)
   assert first == b"line 0\n"
   assert tool.returncode == 0 and err == b""
+
+
+def test_process_flags_need_multihost(tmp_path, launch_adding, no_training):
+  workdir = tmp_path / "run"
+  outcome = launch_adding(f"--workdir={workdir}", "--num_processes=2",
+                          "--process_id=1")
+  assert outcome.code == cli.EXIT_USAGE
+  assert outcome.line == ("error: --num_processes, --process_id: only with "
+                          "--multihost")
+  assert not workdir.exists()
