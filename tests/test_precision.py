@@ -18,6 +18,7 @@ import train
 from experiments.configs import adding as adding_config
 from models import cells
 from models import unroll
+from tests.test_train import tiny
 
 BF16 = jnp.dtype(jnp.bfloat16)
 F32 = jnp.dtype(jnp.float32)
@@ -230,20 +231,11 @@ def test_bfloat16_never_runs_cudnn():
 # Training in bfloat16.
 
 def test_bfloat16_training_solves_adding(tmp_path, monkeypatch):
-  cfg = adding_config.get_config()
-  cfg.seq_len = 10
-  cfg.hidden_size = 32
-  cfg.batch_size = 32
-  cfg.num_train_steps = 2000
-  cfg.max_train_examples = 0
-  cfg.lr_decay_steps = 2000
-  cfg.eval_every_steps = 100
-  cfg.log_every_steps = 100
-  cfg.num_eval_examples = 256
-  cfg.eval_batch_size = 256
-  cfg.progress_bar = False
-  cfg.stop_when_solved = True
-  cfg.compute_dtype = "bfloat16"
+  cfg = tiny(adding_config.get_config(), seq_len=10, hidden_size=32,
+             batch_size=32, num_train_steps=2000, lr_decay_steps=2000,
+             eval_every_steps=100, log_every_steps=100, num_eval_examples=256,
+             eval_batch_size=256, stop_when_solved=True,
+             compute_dtype="bfloat16")
   cast_to = []
   original = precision.cast_floating
 
