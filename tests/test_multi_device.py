@@ -113,12 +113,12 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def test_two_processes_train_together_like_one(runs, tmp_path):
-  workdir = tmp_path / "two_processes"
-  port = _free_port()
+def _two_processes(workdir, *flags):
+  """Runs the adding launcher as two processes of 2 devices each, joined on
+  127.0.0.1 -> their (stdout, stderr)."""
   command = [sys.executable, "-m", "experiments.adding", f"--workdir={workdir}",
-             "--multihost", f"--coordinator_address=127.0.0.1:{port}",
-             "--num_processes=2", *multi_device_runs.ADDING_FLAGS]
+             "--multihost", f"--coordinator_address=127.0.0.1:{_free_port()}",
+             "--num_processes=2", *multi_device_runs.ADDING_FLAGS, *flags]
   processes = [subprocess.Popen(command + [f"--process_id={i}"], cwd=ROOT,
                                 env=_env(2), stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -126,6 +126,15 @@ def test_two_processes_train_together_like_one(runs, tmp_path):
   outputs = [p.communicate(timeout=600) for p in processes]
   for p, (_, err) in zip(processes, outputs):
     assert p.returncode == 0, err[-3000:]
+  return outputs
+
+
+def test_two_processes_train_together_like_one(runs, tmp_path):
+  workdir = tmp_path / "two_processes"
+  # Half the run, then a rerun that restores the checkpoint in both processes.
+  _two_processes(workdir, "--config.num_train_steps=100")
+  outputs = _two_processes(workdir)
+  assert "Resumed from checkpoint 100" in outputs[0][0]
   # Process 0 alone wrote the metrics, once; they are the one-device run's.
   assert_same_metrics(read_metrics(workdir), read_metrics(runs / "adding_1"),
                       rtol=CURVE_RTOL)
