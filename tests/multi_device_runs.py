@@ -6,8 +6,9 @@ started with XLA_FLAGS=--xla_force_host_platform_device_count=N:
 
   python -m tests.multi_device_runs DIR
       in DIR: the adding task and the PTB small model trained on 1 and on 4
-      devices; a 4-device run stopped half way and resumed on 1 and on 2
-      devices; DIR/facts.json: the layouts seen and the errors raised.
+      devices, and 2 replicas of the adding task on 1 and 4; a 4-device
+      run stopped half way and resumed on 1 and on 2 devices;
+      DIR/facts.json: the layouts seen and the errors raised.
 
 The two-process run uses the launcher itself (experiments.adding
 --multihost); ADDING_FLAGS gives it the config these runs use.
@@ -131,6 +132,9 @@ def main(directory: str) -> None:
   for n in (1, 4):
     train.train_and_evaluate(ptb_small(data_dir, num_devices=n),
                              f"{directory}/ptb_{n}")
+  for n in (1, 4):  # two replicas (seeds 0 and 1), each batch split
+    train.train_and_evaluate(adding(num_devices=n, num_replicas=2),
+                             f"{directory}/replicas_{n}")
   half = adding(num_devices=4, num_train_steps=100)
   train.train_and_evaluate(half, f"{directory}/resume_on_1")
   shutil.copytree(f"{directory}/resume_on_1", f"{directory}/resume_on_2")

@@ -76,6 +76,12 @@ def test_four_devices_give_the_one_device_run(runs):
       (runs / "adding_1" / "summary.json").read_text())
 
 
+def test_replicas_split_their_batches_over_four_devices(runs):
+  one, four = read_metrics(runs / "replicas_1"), read_metrics(runs / "replicas_4")
+  assert {r["replica"] for r in one} == {0, 1}
+  assert_same_metrics(four, one, rtol=CURVE_RTOL)
+
+
 def test_ptb_small_model_with_carried_state_on_four_devices(runs):
   one, four = read_metrics(runs / "ptb_1"), read_metrics(runs / "ptb_4")
   assert one[-1]["step"] == 210 and len(one) == 7 * 3
