@@ -11,12 +11,14 @@
 # that one failure leaves the rest: tests (the cuDNN and scan tests at full
 # float32 precision), rnn_gru, rnn_lstm (default precision), rnn_lstm_highest
 # (TF32 off), rnn_layouts (bidirectional and 2-layer, small, training), tree
-# (tree_speed at batch sizes 1..256, forward) and tree_grad
-# (value and gradient at batch 128). The environment is always printed.
+# (tree_speed at batch sizes 1..256, forward), tree_grad
+# (value and gradient at batch 128), precision (the bfloat16 tests) and
+# devices (bfloat16 against float32 for the PTB and NMT train steps, and all
+# the machine's GPUs against one). The environment is always printed.
 set -u
 out=${1:-/tmp/gpu_suite}
 shift || true
-sections=${*:-tests rnn_gru rnn_lstm rnn_lstm_highest rnn_layouts tree tree_grad}
+sections=${*:-tests rnn_gru rnn_lstm rnn_lstm_highest rnn_layouts tree tree_grad precision devices}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_MEM_FRACTION=0.5
 wheels=${WHEELS:-workdirs/whl}
@@ -58,6 +60,11 @@ for section in $sections; do
             --sizes=1,8,32,128,256 2>&1 | quiet | tee -a "$out/tree_speed.txt" ;;
     tree_grad) timeout 45 python3 -m benchmarks.tree_speed --pack --grad \
                  --sizes=128 2>&1 | quiet | tee -a "$out/tree_speed.txt" ;;
+    precision) timeout 200 python3 -m pytest -q -rfEs --tb=short \
+                 -p no:cacheprovider tests/test_precision.py 2>&1 | tail -20 \
+                 | tee "$out/precision.txt" ;;
+    devices) timeout 300 python3 -m benchmarks.devices --rounds=5 --calls=10 \
+               2>&1 | quiet | tee -a "$out/devices.txt" ;;
     *) echo "unknown section $section" ;;
   esac
 done
