@@ -7,9 +7,10 @@
 A grid of 10 trials: the two models of docs/results/recursive.md's 5,000-step
 comparison (the first 5,000 steps of the 15,000-step schedule) times seeds
 0-4. The Tree-LSTM's batches pack trees node by node, so its seeds cannot be
-replicas of one program; each seed is a trial. About 2,000 s per trial on a
-2-core CPU (the single-seed runs' wall time): hours on a CPU, minutes a
-trial on a GPU; a database --storage lets several machines share the grid.
+replicas of one program; each seed is a trial. 15-21 minutes a trial on a
+2-core CPU; running the command again while it runs adds a worker to the
+same study, and a database --storage lets several machines share the grid.
+Results: docs/results/seeds.md (Tree-LSTM 94.7 +- 1.8, LSTM 60.2 +- 0.4).
 """
 
 from experiments import sweep
