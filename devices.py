@@ -98,8 +98,9 @@ class DataParallel:
   batch_axis: int = 0
 
   @classmethod
-  def from_config(cls, config, batch_axis: int = 0) -> DataParallel:
-    devices = jax.devices()[:resolve_num_devices(config)]
+  def on_devices(cls, num_devices: int, batch_axis: int = 0) -> DataParallel:
+    """The mesh of the first num_devices of jax.devices()."""
+    devices = jax.devices()[:num_devices]
     return cls(Mesh(np.asarray(devices), (DATA_AXIS,)), batch_axis)
 
   @property
@@ -118,12 +119,6 @@ class DataParallel:
     if len(shape) > axis and shape[axis] % self.num_devices == 0 and shape[axis]:
       return NamedSharding(self.mesh, PartitionSpec(*[None] * axis, DATA_AXIS))
     return self.replicated
-
-  def splits(self, tree) -> bool:
-    """Whether any leaf of `tree` is split across the devices."""
-    return self.num_devices > 1 and any(
-        self.leaf_sharding(leaf) != self.replicated
-        for leaf in jax.tree_util.tree_leaves(tree))
 
   def put_batch(self, tree) -> Any:
     """Host (or device) arrays, the same on every process -> global arrays,

@@ -797,7 +797,7 @@ def data_parallel(config, batch_axis: int = 0
   num_devices = devices_lib.resolve_num_devices(config)
   if num_devices == 1 and jax.process_count() == 1:
     return None
-  return devices_lib.DataParallel.from_config(config, batch_axis)
+  return devices_lib.DataParallel.on_devices(num_devices, batch_axis)
 
 
 def _placing(parallel: devices_lib.DataParallel | None, eval_step):
